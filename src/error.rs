@@ -1,0 +1,70 @@
+//! drainit's own errors. Each knows its exit code and prints as one line.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+
+use crate::exit;
+
+#[derive(Debug)]
+pub enum Error {
+    /// A bad option, value or combination; the text names it.
+    Usage(String),
+    /// The command could not be started (not found, not executable, ...).
+    Spawn { command: OsString, source: io::Error },
+    /// Setting up drainit itself failed before the app was started.
+    Setup { what: &'static str, source: io::Error },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::Setup { .. } => exit::OWN_ERROR,
+            Error::Spawn { source, .. } => exit::for_spawn_error(source),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(text) => f.write_str(text),
+            Error::Spawn { command, source } => {
+                let what = match exit::for_spawn_error(source) {
+                    exit::NOT_FOUND => "command not found",
+                    exit::NOT_EXECUTABLE => "command cannot be executed",
+                    _ => "cannot start command",
+                };
+                let errno = source.raw_os_error().map(|n| io::Error::from_raw_os_error(n).to_string());
+                let reason = errno.unwrap_or_else(|| source.to_string());
+                write!(f, "{what}: {}: {}", command.to_string_lossy(), strip_os_error(&reason))
+            }
+            Error::Setup { what, source } => write!(f, "cannot {what}: {}", strip_os_error(&source.to_string())),
+        }
+    }
+}
+
+/// `No such file or directory (os error 2)` → `No such file or directory`.
+fn strip_os_error(text: &str) -> &str {
+    text.split(" (os error").next().unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_knows_its_code_and_says_one_line() {
+        let nf = Error::Spawn { command: "nope".into(), source: io::Error::from_raw_os_error(libc::ENOENT) };
+        assert_eq!(nf.exit_code(), 127);
+        assert_eq!(nf.to_string(), "command not found: nope: No such file or directory");
+        let ne = Error::Spawn { command: "/etc".into(), source: io::Error::from_raw_os_error(libc::EACCES) };
+        assert_eq!(ne.exit_code(), 126);
+        assert!(ne.to_string().starts_with("command cannot be executed: /etc: "));
+        let usage = Error::Usage("--drain-delay: bad".into());
+        assert_eq!(usage.exit_code(), 125);
+        let setup = Error::Setup { what: "create a signalfd", source: io::Error::from_raw_os_error(libc::EMFILE) };
+        assert_eq!(setup.exit_code(), 125);
+        assert!(!setup.to_string().contains('\n'));
+    }
+}

@@ -1,0 +1,37 @@
+//! Starting the app: its own process group (unless `--no-group`), the
+//! terminal's foreground when drainit holds it, exactly the signal state
+//! drainit was started with, and none of drainit's descriptors (all of them
+//! are close-on-exec).
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::cli::Run;
+use crate::error::Error;
+use crate::sys;
+
+/// The running app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct App {
+    pub pid: i32,
+    /// Whether the app leads a process group of its own (its pgid is its pid).
+    pub own_group: bool,
+}
+
+pub fn spawn(run: &Run, inherited: sys::Inherited) -> Result<App, Error> {
+    let Some((program, args)) = run.command.split_first() else {
+        return Err(Error::Usage("missing COMMAND".into()));
+    };
+    let mut command = Command::new(program);
+    command.args(args);
+    let take_terminal = run.group && sys::holds_terminal_foreground();
+    if run.group {
+        command.process_group(0);
+    }
+    sys::prepare_child(&mut command, inherited, take_terminal);
+    // std returns only once the child has exec'd (or failed to), so its
+    // process group exists before the first signal can be forwarded to it.
+    let child = command.spawn().map_err(|source| Error::Spawn { command: program.clone(), source })?;
+    let pid = i32::try_from(child.id()).map_err(|_| Error::Usage("pid out of range".into()))?;
+    Ok(App { pid, own_group: run.group })
+}

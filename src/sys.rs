@@ -1,0 +1,295 @@
+//! The only module allowed `unsafe` and raw libc: the program entry point,
+//! the signal mask (raw `rt_sigprocmask`, which musl's wrapper would not let
+//! touch signals 32–34), dispositions, signalfd, poll, `waitpid`, `kill`,
+//! the subreaper flag and the terminal hand-off. Everything here is a thin,
+//! documented wrapper; the decisions live elsewhere.
+
+use std::ffi::{CStr, OsString, c_char, c_int, c_long};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::exit::Status;
+use crate::signals::{self, SigSet};
+
+/// The size of the kernel's signal set, which the raw syscalls take.
+const KERNEL_SIGSET_BYTES: usize = 8;
+
+/// The program entry point. drainit has no `fn main`: Rust's runtime start-up
+/// would set SIGPIPE to "ignore" before any of our code runs, and the app must
+/// inherit exactly the dispositions drainit was started with.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+    let mut args = Vec::with_capacity(usize::try_from(argc).unwrap_or(0));
+    for i in 0..usize::try_from(argc).unwrap_or(0) {
+        // SAFETY: the C runtime passes `argc` valid pointers in `argv`.
+        let arg = unsafe { *argv.add(i) };
+        if arg.is_null() {
+            break;
+        }
+        // SAFETY: each argv entry is a NUL-terminated string that lives for the
+        // whole program; we copy its bytes out at once.
+        let bytes = unsafe { CStr::from_ptr(arg) }.to_bytes().to_vec();
+        args.push(OsString::from_vec(bytes));
+    }
+    crate::entry(args)
+}
+
+fn check(ret: c_long) -> io::Result<c_long> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// `rt_sigprocmask` straight to the kernel, so real-time signals 32–34 count too.
+fn sigprocmask(how: c_int, set: Option<SigSet>) -> io::Result<SigSet> {
+    let new = set.map(|s| s.0);
+    let mut old: u64 = 0;
+    let new_ptr = new.as_ref().map_or(std::ptr::null(), |s| s as *const u64);
+    // SAFETY: both pointers are null or point to 8-byte sets that outlive the call,
+    // and the size passed is that of the kernel's sigset.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_rt_sigprocmask, how, new_ptr, &mut old as *mut u64, KERNEL_SIGSET_BYTES)
+    };
+    check(ret).map(|_| SigSet(old))
+}
+
+/// The kernel's `struct sigaction` on x86_64 (not libc's).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// `rt_sigaction` straight to the kernel; with `new` = `None` it only reads.
+fn sigaction(signal: i32, new: Option<&KernelSigaction>) -> io::Result<KernelSigaction> {
+    let mut old = KernelSigaction::default();
+    let new_ptr = new.map_or(std::ptr::null(), |n| n as *const KernelSigaction);
+    // SAFETY: the pointers are null or point to live structs laid out as the
+    // kernel's `struct sigaction`; only SIG_DFL and SIG_IGN are ever installed,
+    // so no handler or restorer is needed.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_rt_sigaction, signal, new_ptr, &mut old as *mut KernelSigaction, KERNEL_SIGSET_BYTES)
+    };
+    check(ret).map(|_| old)
+}
+
+/// The signal state drainit was started with, to be handed to the app unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inherited {
+    pub mask: SigSet,
+    pub ignored: SigSet,
+}
+
+/// Blocks every catchable signal (so none is lost, not even as PID 1, and none
+/// stops or kills drainit), then resets every ignored one to its default so it
+/// reaches the signalfd (SIGCHLD above all: ignored, it would make the kernel
+/// reap children and lose their exit codes). Returns what was there before.
+pub fn take_over_signals() -> io::Result<Inherited> {
+    let mask = sigprocmask(libc::SIG_BLOCK, Some(SigSet::catchable()))?;
+    let mut ignored = SigSet::EMPTY;
+    for signal in SigSet::catchable().iter() {
+        let old = sigaction(signal.number(), None)?;
+        if old.handler == libc::SIG_IGN {
+            ignored = ignored.with(signal);
+            sigaction(signal.number(), Some(&KernelSigaction::default()))?;
+        }
+    }
+    Ok(Inherited { mask, ignored })
+}
+
+/// One signal read from the signalfd.
+#[derive(Clone, Copy, Debug)]
+pub struct Received {
+    pub signal: i32,
+    /// The sender's pid as seen from drainit's namespace (0 for the kernel or
+    /// a sender outside it).
+    pub sender: u32,
+}
+
+/// A non-blocking, close-on-exec signalfd for the given set.
+pub struct SignalFd(OwnedFd);
+
+impl SignalFd {
+    pub fn new(set: SigSet) -> io::Result<SignalFd> {
+        let mask = set.0;
+        let flags = libc::SFD_CLOEXEC | libc::SFD_NONBLOCK;
+        // SAFETY: `mask` is an 8-byte kernel sigset that outlives the call.
+        let fd = check(unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, KERNEL_SIGSET_BYTES, flags) })?;
+        // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as c_int) };
+        Ok(SignalFd(above_stdio(fd)?))
+    }
+
+    /// Appends every pending signal to `out`; returns when none is left.
+    pub fn read_all(&self, out: &mut Vec<Received>) -> io::Result<()> {
+        const N: usize = 16;
+        // SAFETY: signalfd_siginfo is plain old data; all-zero is a valid value.
+        let mut buf: [libc::signalfd_siginfo; N] = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        loop {
+            // SAFETY: `buf` is writable for N * size bytes and outlives the call.
+            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), N * size) };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                return match err.kind() {
+                    io::ErrorKind::WouldBlock => Ok(()),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Err(err),
+                };
+            }
+            let count = n as usize / size;
+            out.extend(buf.iter().take(count).map(|i| Received { signal: i.ssi_signo as i32, sender: i.ssi_pid }));
+            if count < N {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sleeps until a signal is pending or `timeout` passes (`None`: no timeout).
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let ms = timeout.map_or(-1, |t| {
+            // Round up, so that a wake-up is never early and never spins.
+            let ms = t.as_nanos().div_ceil(1_000_000);
+            c_int::try_from(ms).unwrap_or(c_int::MAX)
+        });
+        let mut pfd = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, living on this stack frame, for the call.
+        let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
+        match check(ret as c_long) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+/// Moves a descriptor that landed on 0, 1 or 2 (drainit started with them
+/// closed) out of the app's way.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one we own.
+    let new = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) } as c_long)?;
+    // SAFETY: the kernel just returned this descriptor; `fd` is closed on drop.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as c_int) })
+}
+
+/// Reaps one exited child, if any: `waitpid(-1, WNOHANG)`. Stopped and
+/// continued children are not reported, so a stopped app is never taken for
+/// an exited one.
+pub fn reap_one() -> Option<(i32, Status)> {
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: `status` is a valid, writable int for the call.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if pid <= 0 {
+            return None;
+        }
+        if libc::WIFEXITED(status) {
+            return Some((pid, Status::Exited(libc::WEXITSTATUS(status))));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Some((pid, Status::Signaled(libc::WTERMSIG(status))));
+        }
+    }
+}
+
+/// Whom a signal goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Pid(i32),
+    Group(i32),
+    /// Every process drainit may signal but itself: `kill(-1)`. Only as PID 1,
+    /// where that means everything left in the container.
+    All,
+}
+
+/// Sends `signal` (0: only checks) to `target`. `Ok(false)`: nobody was there.
+pub fn send(target: Target, signal: i32) -> io::Result<bool> {
+    let pid = match target {
+        Target::Pid(p) if p > 0 => p,
+        Target::Group(g) if g > 1 => -g,
+        Target::All => -1,
+        _ => return Ok(false),
+    };
+    // SAFETY: kill(2) takes plain integers; the pid forms were checked above, so
+    // a bad value can never turn into a broadcast.
+    let ret = unsafe { libc::kill(pid, signal) };
+    match check(ret as c_long) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether anyone is left in `target` (a process that exists but that drainit
+/// may not signal counts as there).
+pub fn anyone_in(target: Target) -> bool {
+    match send(target, 0) {
+        Ok(found) => found,
+        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+    }
+}
+
+/// Makes orphans of drainit's descendants its children, as they would be of a PID 1.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument only.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } as c_long).map(|_| ())
+}
+
+pub fn pid() -> i32 {
+    // SAFETY: getpid cannot fail and has no side effects.
+    unsafe { libc::getpid() }
+}
+
+/// Whether stdin is a terminal whose foreground drainit holds: then the app's
+/// group should get it, for Ctrl-C and job control.
+pub fn holds_terminal_foreground() -> bool {
+    // SAFETY: isatty, tcgetpgrp and getpgrp only read process and terminal state.
+    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
+/// Makes the child, between fork and exec, start exactly as drainit was
+/// started: the inherited signal mask and ignored signals, and, when asked,
+/// the terminal's foreground.
+pub fn prepare_child(command: &mut Command, inherited: Inherited, take_terminal: bool) {
+    let closure = move || {
+        child_setup(inherited, take_terminal);
+        Ok(())
+    };
+    // SAFETY: `child_setup` runs in the forked child before exec and only makes
+    // async-signal-safe syscalls (rt_sigprocmask, rt_sigaction, tcsetpgrp,
+    // getpid); it allocates nothing, takes no lock and does not log.
+    unsafe {
+        command.pre_exec(closure);
+    }
+}
+
+fn child_setup(inherited: Inherited, take_terminal: bool) {
+    // Keep everything blocked while arranging (SIGTTOU above all, which
+    // tcsetpgrp from a background group would otherwise raise).
+    let _ = sigprocmask(libc::SIG_SETMASK, Some(SigSet::catchable()));
+    if take_terminal {
+        // SAFETY: tcsetpgrp and getpid take integers; on failure the app simply
+        // starts without the foreground.
+        let _ = unsafe { libc::tcsetpgrp(0, libc::getpid()) };
+    }
+    let ignore = KernelSigaction { handler: libc::SIG_IGN, ..KernelSigaction::default() };
+    let mut n = 1;
+    while n <= signals::MAX {
+        if n != signals::KILL && n != signals::STOP && inherited.ignored.0 & (1 << (n - 1)) != 0 {
+            let _ = sigaction(n, Some(&ignore));
+        }
+        n += 1;
+    }
+    let _ = sigprocmask(libc::SIG_SETMASK, Some(inherited.mask));
+}
