@@ -82,7 +82,12 @@ pub struct Cli {
     pub healthcheck: bool,
 
     /// With --healthcheck: also GET this http:// URL and require a 2xx answer
-    #[arg(long, env = "DRAINIT_URL", value_name = "URL", help_heading = "Health check")]
+    #[arg(
+        long,
+        env = "DRAINIT_URL",
+        value_name = "URL",
+        help_heading = "Health check"
+    )]
     pub url: Option<String>,
 
     /// With --healthcheck: how long the GET may take
@@ -166,7 +171,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, Error> {
         Err(e) => {
             use clap::error::ErrorKind;
             return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Ok(Parsed::Print(e.render().to_string())),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    Ok(Parsed::Print(e.render().to_string()))
+                }
                 _ => Err(Error::Usage(one_line(&e, &args))),
             };
         }
@@ -179,16 +186,27 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, Error> {
 /// clap's first line, with the variable named when the bad value came from one.
 fn one_line(e: &clap::Error, args: &[OsString]) -> String {
     let rendered = e.render().to_string();
-    let first = rendered.lines().next().unwrap_or("invalid arguments").trim();
+    let first = rendered
+        .lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim();
     let mut line = first.strip_prefix("error: ").unwrap_or(first).to_string();
-    if let Some(clap::error::ContextValue::String(arg)) = e.get(clap::error::ContextKind::InvalidArg) {
+    if let Some(clap::error::ContextValue::String(arg)) =
+        e.get(clap::error::ContextKind::InvalidArg)
+    {
         let long = arg.split_whitespace().next().unwrap_or(arg);
-        let on_command_line =
-            args.iter().any(|a| a.to_str().is_some_and(|a| a == long || a.starts_with(&format!("{long}="))));
+        let on_command_line = args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == long || a.starts_with(&format!("{long}=")))
+        });
         let cmd = Cli::command();
         let env = cmd
             .get_arguments()
-            .find(|a| a.get_long().is_some_and(|l| long.strip_prefix("--") == Some(l)))
+            .find(|a| {
+                a.get_long()
+                    .is_some_and(|l| long.strip_prefix("--") == Some(l))
+            })
             .and_then(|a| a.get_env())
             .map(|v| v.to_string_lossy().into_owned());
         if let (false, Some(env)) = (on_command_line, env) {
@@ -199,7 +217,11 @@ fn one_line(e: &clap::Error, args: &[OsString]) -> String {
 }
 
 impl Config {
-    fn try_from_cli(cli: Cli, from_command_line: impl Fn(&str) -> bool, matches: &ArgMatches) -> Result<Config, Error> {
+    fn try_from_cli(
+        cli: Cli,
+        from_command_line: impl Fn(&str) -> bool,
+        matches: &ArgMatches,
+    ) -> Result<Config, Error> {
         let usage = |text: String| Err(Error::Usage(text));
         let log = match (cli.verbose, cli.quiet) {
             (true, _) => LogLevel::Verbose,
@@ -211,17 +233,27 @@ impl Config {
         }
         if cli.healthcheck {
             if let Some(first) = cli.command.first() {
-                return usage(format!("--healthcheck takes no COMMAND, got '{}'", first.to_string_lossy()));
+                return usage(format!(
+                    "--healthcheck takes no COMMAND, got '{}'",
+                    first.to_string_lossy()
+                ));
             }
             if cli.timeout.is_zero() {
                 return usage("--timeout must be longer than 0s".into());
             }
             let url = match &cli.url {
-                Some(text) => Some(crate::health::Url::parse(text).map_err(|e| Error::Usage(format!("--url: {e}")))?),
+                Some(text) => Some(
+                    crate::health::Url::parse(text)
+                        .map_err(|e| Error::Usage(format!("--url: {e}")))?,
+                ),
                 None => None,
             };
             return Ok(Config {
-                mode: Mode::Healthcheck(Health { drain_file: cli.drain_file, url, timeout: cli.timeout }),
+                mode: Mode::Healthcheck(Health {
+                    drain_file: cli.drain_file,
+                    url,
+                    timeout: cli.timeout,
+                }),
                 log,
             });
         }
@@ -232,20 +264,39 @@ impl Config {
         }
         let run = Run::try_from_cli(&cli, matches)?;
         if cli.explain {
-            return Ok(Config { mode: Mode::Explain(run), log });
+            return Ok(Config {
+                mode: Mode::Explain(run),
+                log,
+            });
         }
         if run.command.is_empty() {
-            return usage("missing COMMAND to run (usage: drainit [OPTIONS] [--] COMMAND [ARG]...)".into());
+            return usage(
+                "missing COMMAND to run (usage: drainit [OPTIONS] [--] COMMAND [ARG]...)".into(),
+            );
         }
-        Ok(Config { mode: Mode::Run(run), log })
+        Ok(Config {
+            mode: Mode::Run(run),
+            log,
+        })
     }
 }
 
 impl Run {
     fn try_from_cli(cli: &Cli, matches: &ArgMatches) -> Result<Run, Error> {
         let usage = |text: String| Err(Error::Usage(text));
-        let given = |id: &str| matches.value_source(id).is_some_and(|s| s != ValueSource::DefaultValue);
-        let drain_options = ["drain_file", "drain_delay", "stop_signal", "kill_after", "stop_timeout", "drain_on"];
+        let given = |id: &str| {
+            matches
+                .value_source(id)
+                .is_some_and(|s| s != ValueSource::DefaultValue)
+        };
+        let drain_options = [
+            "drain_file",
+            "drain_delay",
+            "stop_signal",
+            "kill_after",
+            "stop_timeout",
+            "drain_on",
+        ];
         let draining = drain_options.iter().any(|id| given(id));
 
         let on = cli.drain_on.unwrap_or(SigSet::of(&[Signal::TERM]));
@@ -277,7 +328,10 @@ impl Run {
                         show(ESCALATION_MARGIN)
                     ));
                 }
-                (Some(stop - ESCALATION_MARGIN), Some(KillSource::StopTimeout))
+                (
+                    Some(stop - ESCALATION_MARGIN),
+                    Some(KillSource::StopTimeout),
+                )
             }
             (None, None) => (None, None),
         };
@@ -294,11 +348,18 @@ impl Run {
             if delay >= kill {
                 let deadline = match kill_source {
                     Some(KillSource::StopTimeout) => {
-                        format!("the kill deadline ({}: --stop-timeout minus {})", show(kill), show(ESCALATION_MARGIN))
+                        format!(
+                            "the kill deadline ({}: --stop-timeout minus {})",
+                            show(kill),
+                            show(ESCALATION_MARGIN)
+                        )
                     }
                     _ => format!("--kill-after ({})", show(kill)),
                 };
-                return usage(format!("--drain-delay ({}) must be shorter than {deadline}", show(delay)));
+                return usage(format!(
+                    "--drain-delay ({}) must be shorter than {deadline}",
+                    show(delay)
+                ));
             }
         }
 
@@ -315,14 +376,22 @@ impl Run {
             drain_file: cli.drain_file.clone(),
             stop_timeout: cli.stop_timeout,
             kill_source,
-            policy: Policy { drain, grace: cli.grace },
+            policy: Policy {
+                drain,
+                grace: cli.grace,
+            },
         })
     }
 }
 
 /// The command as one readable string, for log lines.
 pub fn show_command(command: &[OsString]) -> String {
-    command.iter().map(|a| a.as_os_str()).map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" ")
+    command
+        .iter()
+        .map(|a| a.as_os_str())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -330,7 +399,10 @@ mod tests {
     use super::*;
 
     fn parse_strs(args: &[&str]) -> Result<Config, String> {
-        let args = std::iter::once("drainit").chain(args.iter().copied()).map(OsString::from).collect();
+        let args = std::iter::once("drainit")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
         match parse(args) {
             Ok(Parsed::Config(c)) => Ok(c),
             Ok(Parsed::Print(_)) => Err("printed".into()),
@@ -375,21 +447,45 @@ mod tests {
     #[test]
     fn every_validation_error_names_its_options() {
         let cases: &[(&[&str], &[&str])] = &[
-            (&["--drain-delay", "30s", "--kill-after", "30s", "app"], &["--drain-delay", "--kill-after"]),
-            (&["--drain-delay", "30s", "--stop-timeout", "30s", "app"], &["--drain-delay", "--stop-timeout"]),
-            (&["--drain-delay", "29.5s", "--stop-timeout", "30s", "app"], &["--drain-delay", "kill deadline"]),
-            (&["--kill-after", "30s", "--stop-timeout", "30s", "app"], &["--kill-after", "--stop-timeout"]),
+            (
+                &["--drain-delay", "30s", "--kill-after", "30s", "app"],
+                &["--drain-delay", "--kill-after"],
+            ),
+            (
+                &["--drain-delay", "30s", "--stop-timeout", "30s", "app"],
+                &["--drain-delay", "--stop-timeout"],
+            ),
+            (
+                &["--drain-delay", "29.5s", "--stop-timeout", "30s", "app"],
+                &["--drain-delay", "kill deadline"],
+            ),
+            (
+                &["--kill-after", "30s", "--stop-timeout", "30s", "app"],
+                &["--kill-after", "--stop-timeout"],
+            ),
             (&["--stop-timeout", "1s", "app"], &["--stop-timeout"]),
-            (&["--stop-signal", "SIGFOO", "app"], &["--stop-signal", "SIGFOO"]),
-            (&["--drain-on", "TERM,BOGUS", "app"], &["--drain-on", "BOGUS"]),
+            (
+                &["--stop-signal", "SIGFOO", "app"],
+                &["--stop-signal", "SIGFOO"],
+            ),
+            (
+                &["--drain-on", "TERM,BOGUS", "app"],
+                &["--drain-on", "BOGUS"],
+            ),
             (&["--drain-on", "KILL", "app"], &["--drain-on", "SIGKILL"]),
             (&["--drain-delay", "5x", "app"], &["--drain-delay", "5x"]),
             (&["--kill-after", "-1", "app"], &["--kill-after"]),
             (&["--grace", "soon", "app"], &["--grace", "soon"]),
             (&["--url", "http://x/", "app"], &["--url", "--healthcheck"]),
-            (&["--healthcheck", "--url", "https://x/"], &["--url", "https"]),
+            (
+                &["--healthcheck", "--url", "https://x/"],
+                &["--url", "https"],
+            ),
             (&["--healthcheck", "app"], &["--healthcheck", "app"]),
-            (&["--healthcheck", "--explain"], &["--healthcheck", "--explain"]),
+            (
+                &["--healthcheck", "--explain"],
+                &["--healthcheck", "--explain"],
+            ),
             (&["--bogus", "app"], &["--bogus"]),
             (&["-v", "-q", "app"], &["--verbose", "--quiet"]),
             (&[], &["COMMAND"]),
@@ -405,14 +501,31 @@ mod tests {
 
     #[test]
     fn explain_needs_no_command() {
-        assert!(matches!(parse_strs(&["--explain"]).unwrap().mode, Mode::Explain(_)));
-        assert!(matches!(parse_strs(&["--explain", "--", "app"]).unwrap().mode, Mode::Explain(_)));
+        assert!(matches!(
+            parse_strs(&["--explain"]).unwrap().mode,
+            Mode::Explain(_)
+        ));
+        assert!(matches!(
+            parse_strs(&["--explain", "--", "app"]).unwrap().mode,
+            Mode::Explain(_)
+        ));
     }
 
     #[test]
     fn healthcheck_parses_its_options() {
-        let c = parse_strs(&["--healthcheck", "--drain-file", "/tmp/d", "--url", "http://127.0.0.1:8080/healthz", "--timeout", "500ms"]).unwrap();
-        let Mode::Healthcheck(h) = c.mode else { panic!() };
+        let c = parse_strs(&[
+            "--healthcheck",
+            "--drain-file",
+            "/tmp/d",
+            "--url",
+            "http://127.0.0.1:8080/healthz",
+            "--timeout",
+            "500ms",
+        ])
+        .unwrap();
+        let Mode::Healthcheck(h) = c.mode else {
+            panic!()
+        };
         assert_eq!(h.drain_file, Some(PathBuf::from("/tmp/d")));
         assert_eq!(h.timeout, Duration::from_millis(500));
         assert!(h.url.is_some());

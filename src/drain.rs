@@ -89,13 +89,19 @@ enum Phase {
     /// The app runs; no drain has started.
     Running,
     /// A drain started at `since`; the stop signal goes out at `since + delay`.
-    Delay { trigger: Signal },
+    Delay {
+        trigger: Signal,
+    },
     /// The stop signal went out; waiting for the app until the kill deadline, if any.
     Stopping,
     /// The app exited; waiting for its leftovers until `until`.
-    Leftovers { until: Duration },
+    Leftovers {
+        until: Duration,
+    },
     /// SIGKILL went out; waiting for the dead to be reaped until `until`.
-    Killed { until: Duration },
+    Killed {
+        until: Duration,
+    },
     Done,
 }
 
@@ -113,7 +119,13 @@ pub struct Machine {
 
 impl Machine {
     pub fn new(policy: Policy) -> Machine {
-        Machine { policy, phase: Phase::Running, drain_start: None, group_stopped: false, app_code: None }
+        Machine {
+            policy,
+            phase: Phase::Running,
+            drain_start: None,
+            group_stopped: false,
+            app_code: None,
+        }
     }
 
     /// When the drain started, for log lines that count from it.
@@ -123,7 +135,8 @@ impl Machine {
 
     /// Whether the app has exited and drainit waits for what it left.
     pub fn awaiting_leftovers(&self) -> bool {
-        matches!(self.phase, Phase::Leftovers { .. } | Phase::Killed { .. }) && self.app_code.is_some()
+        matches!(self.phase, Phase::Leftovers { .. } | Phase::Killed { .. })
+            && self.app_code.is_some()
     }
 
     #[cfg(test)]
@@ -141,7 +154,11 @@ impl Machine {
         match self.phase {
             Phase::Running | Phase::Done => None,
             Phase::Delay { .. } => {
-                let delay = self.policy.drain.as_ref().map_or(Duration::ZERO, |d| d.delay);
+                let delay = self
+                    .policy
+                    .drain
+                    .as_ref()
+                    .map_or(Duration::ZERO, |d| d.delay);
                 self.drain_start.map(|start| start + delay)
             }
             Phase::Stopping => self.kill_deadline(),
@@ -176,7 +193,11 @@ impl Machine {
                 Some(on) if on.contains(signal) => {
                     self.drain_start = Some(now);
                     actions.push(Action::StartDrain(signal));
-                    let delay = self.policy.drain.as_ref().map_or(Duration::ZERO, |d| d.delay);
+                    let delay = self
+                        .policy
+                        .drain
+                        .as_ref()
+                        .map_or(Duration::ZERO, |d| d.delay);
                     if delay.is_zero() {
                         self.stop(signal, StopReason::DelayOver, actions);
                     } else {
@@ -215,7 +236,12 @@ impl Machine {
     }
 
     fn stop(&mut self, trigger: Signal, reason: StopReason, actions: &mut Vec<Action>) {
-        let signal = self.policy.drain.as_ref().and_then(|d| d.stop_signal).unwrap_or(trigger);
+        let signal = self
+            .policy
+            .drain
+            .as_ref()
+            .and_then(|d| d.stop_signal)
+            .unwrap_or(trigger);
         self.group_stopped = true;
         self.phase = Phase::Stopping;
         actions.push(Action::Stop(signal, reason));
@@ -229,9 +255,14 @@ impl Machine {
         match self.phase {
             Phase::Running | Phase::Delay { .. } | Phase::Stopping => {
                 let grace_end = now + self.policy.grace;
-                let until = self.kill_deadline().map_or(grace_end, |kill| kill.min(grace_end));
+                let until = self
+                    .kill_deadline()
+                    .map_or(grace_end, |kill| kill.min(grace_end));
                 self.phase = Phase::Leftovers { until };
-                actions.push(Action::TermLeftovers { code, spare_group: self.group_stopped });
+                actions.push(Action::TermLeftovers {
+                    code,
+                    spare_group: self.group_stopped,
+                });
             }
             Phase::Leftovers { .. } | Phase::Killed { .. } | Phase::Done => {}
         }
@@ -241,13 +272,19 @@ impl Machine {
         match self.phase {
             Phase::Delay { trigger } => self.stop(trigger, StopReason::DelayOver, actions),
             Phase::Stopping | Phase::Leftovers { .. } => {
-                self.phase = Phase::Killed { until: now + KILL_WAIT };
-                actions.push(Action::Kill { app_alive: self.app_code.is_none() });
+                self.phase = Phase::Killed {
+                    until: now + KILL_WAIT,
+                };
+                actions.push(Action::Kill {
+                    app_alive: self.app_code.is_none(),
+                });
             }
             Phase::Killed { .. } => {
                 self.phase = Phase::Done;
                 // The app that outlived its SIGKILL counts as killed by it.
-                actions.push(Action::Exit(self.app_code.unwrap_or(128 + crate::signals::KILL)));
+                actions.push(Action::Exit(
+                    self.app_code.unwrap_or(128 + crate::signals::KILL),
+                ));
             }
             Phase::Running | Phase::Done => {}
         }
@@ -269,7 +306,10 @@ mod tests {
     }
 
     fn core() -> Machine {
-        Machine::new(Policy { drain: None, grace: secs(5.0) })
+        Machine::new(Policy {
+            drain: None,
+            grace: secs(5.0),
+        })
     }
 
     fn drain(delay: f64, stop: Option<Signal>, kill_after: Option<f64>) -> Machine {
@@ -294,7 +334,11 @@ mod tests {
         for (i, (at, event, want, deadline)) in table.iter().enumerate() {
             let got = m.step(*event, secs(*at));
             assert_eq!(got, *want, "row {i}: {event:?} at {at}s");
-            assert_eq!(m.next_deadline(), deadline.map(secs), "row {i}: deadline after {event:?}");
+            assert_eq!(
+                m.next_deadline(),
+                deadline.map(secs),
+                "row {i}: deadline after {event:?}"
+            );
         }
     }
 
@@ -306,10 +350,28 @@ mod tests {
                 (0.1, sig(1), &[Forward(Signal::new(1).unwrap())], None),
                 (0.2, sig(10), &[Forward(Signal::new(10).unwrap())], None),
                 (0.3, sig(64), &[Forward(Signal::new(64).unwrap())], None),
-                (0.4, sig(15), &[Stop(Signal::TERM, StopReason::Forwarded)], None),
+                (
+                    0.4,
+                    sig(15),
+                    &[Stop(Signal::TERM, StopReason::Forwarded)],
+                    None,
+                ),
                 // A second SIGTERM from the operator is forwarded as well.
-                (0.5, sig(15), &[Stop(Signal::TERM, StopReason::Forwarded)], None),
-                (1.0, Event::AppExited(143), &[TermLeftovers { code: 143, spare_group: true }], Some(6.0)),
+                (
+                    0.5,
+                    sig(15),
+                    &[Stop(Signal::TERM, StopReason::Forwarded)],
+                    None,
+                ),
+                (
+                    1.0,
+                    Event::AppExited(143),
+                    &[TermLeftovers {
+                        code: 143,
+                        spare_group: true,
+                    }],
+                    Some(6.0),
+                ),
                 (1.1, Event::LeftoversGone, &[Exit(143)], None),
             ],
         );
@@ -318,12 +380,21 @@ mod tests {
     #[test]
     fn core_app_exit_without_signal_terms_the_group() {
         let mut m = core();
-        assert_eq!(m.step(Event::AppExited(3), secs(2.0)), [TermLeftovers { code: 3, spare_group: false }]);
+        assert_eq!(
+            m.step(Event::AppExited(3), secs(2.0)),
+            [TermLeftovers {
+                code: 3,
+                spare_group: false
+            }]
+        );
         assert!(m.awaiting_leftovers());
         assert_eq!(m.next_deadline(), Some(secs(7.0)));
         // Early deadline calls do nothing.
         assert_eq!(m.step(Event::Deadline, secs(6.9)), []);
-        assert_eq!(m.step(Event::Deadline, secs(7.0)), [Kill { app_alive: false }]);
+        assert_eq!(
+            m.step(Event::Deadline, secs(7.0)),
+            [Kill { app_alive: false }]
+        );
         assert_eq!(m.next_deadline(), Some(secs(7.0) + KILL_WAIT));
         assert_eq!(m.step(Event::Signal(Signal::TERM), secs(7.1)), []);
         assert_eq!(m.step(Event::LeftoversGone, secs(7.2)), [Exit(3)]);
@@ -334,10 +405,25 @@ mod tests {
     fn int_and_quit_count_as_stop_signals_in_core() {
         let mut m = core();
         assert_eq!(m.step(sig(2), secs(0.0)), [Forward(Signal::INT)]);
-        assert_eq!(m.step(Event::AppExited(130), secs(0.1)), [TermLeftovers { code: 130, spare_group: true }]);
+        assert_eq!(
+            m.step(Event::AppExited(130), secs(0.1)),
+            [TermLeftovers {
+                code: 130,
+                spare_group: true
+            }]
+        );
         let mut m = core();
-        assert_eq!(m.step(sig(10), secs(0.0)), [Forward(Signal::new(10).unwrap())]);
-        assert_eq!(m.step(Event::AppExited(0), secs(0.1)), [TermLeftovers { code: 0, spare_group: false }]);
+        assert_eq!(
+            m.step(sig(10), secs(0.0)),
+            [Forward(Signal::new(10).unwrap())]
+        );
+        assert_eq!(
+            m.step(Event::AppExited(0), secs(0.1)),
+            [TermLeftovers {
+                code: 0,
+                spare_group: false
+            }]
+        );
     }
 
     #[test]
@@ -348,13 +434,28 @@ mod tests {
                 (10.0, sig(10), &[Forward(Signal::new(10).unwrap())], None),
                 (20.0, sig(15), &[StartDrain(Signal::TERM)], Some(25.0)),
                 // Other signals keep flowing during the delay.
-                (21.0, sig(1), &[Forward(Signal::new(1).unwrap())], Some(25.0)),
+                (
+                    21.0,
+                    sig(1),
+                    &[Forward(Signal::new(1).unwrap())],
+                    Some(25.0),
+                ),
                 (24.9, Event::Deadline, &[], Some(25.0)),
-                (25.0, Event::Deadline, &[Stop(Signal::TERM, StopReason::DelayOver)], Some(49.0)),
+                (
+                    25.0,
+                    Event::Deadline,
+                    &[Stop(Signal::TERM, StopReason::DelayOver)],
+                    Some(49.0),
+                ),
                 // Never a second SIGTERM once the app has its stop signal.
                 (30.0, sig(15), &[Swallow(Signal::TERM)], Some(49.0)),
                 (31.0, sig(2), &[Forward(Signal::INT)], Some(49.0)),
-                (49.0, Event::Deadline, &[Kill { app_alive: true }], Some(51.0)),
+                (
+                    49.0,
+                    Event::Deadline,
+                    &[Kill { app_alive: true }],
+                    Some(51.0),
+                ),
                 (49.1, Event::AppExited(137), &[], Some(51.0)),
                 (49.2, Event::LeftoversGone, &[Exit(137)], None),
             ],
@@ -366,10 +467,19 @@ mod tests {
         let mut m = drain(0.0, Some(Signal::QUIT), None);
         assert_eq!(
             m.step(sig(15), secs(1.0)),
-            [StartDrain(Signal::TERM), Stop(Signal::QUIT, StopReason::DelayOver)]
+            [
+                StartDrain(Signal::TERM),
+                Stop(Signal::QUIT, StopReason::DelayOver)
+            ]
         );
         assert_eq!(m.next_deadline(), None);
-        assert_eq!(m.step(Event::AppExited(0), secs(2.0)), [TermLeftovers { code: 0, spare_group: true }]);
+        assert_eq!(
+            m.step(Event::AppExited(0), secs(2.0)),
+            [TermLeftovers {
+                code: 0,
+                spare_group: true
+            }]
+        );
         assert_eq!(m.next_deadline(), Some(secs(7.0)));
     }
 
@@ -379,7 +489,10 @@ mod tests {
             let mut m = drain(10.0, None, Some(20.0));
             assert_eq!(m.step(sig(15), secs(1.0)), [StartDrain(Signal::TERM)]);
             let by = Signal::new(cut).unwrap();
-            assert_eq!(m.step(sig(cut), secs(2.0)), [Stop(Signal::TERM, StopReason::CutShort(by))]);
+            assert_eq!(
+                m.step(sig(cut), secs(2.0)),
+                [Stop(Signal::TERM, StopReason::CutShort(by))]
+            );
             // The kill deadline still counts from the drain's start.
             assert_eq!(m.next_deadline(), Some(secs(21.0)));
         }
@@ -389,7 +502,13 @@ mod tests {
     fn app_exit_during_delay_ends_at_once() {
         let mut m = drain(10.0, None, Some(20.0));
         m.step(sig(15), secs(1.0));
-        assert_eq!(m.step(Event::AppExited(0), secs(2.0)), [TermLeftovers { code: 0, spare_group: false }]);
+        assert_eq!(
+            m.step(Event::AppExited(0), secs(2.0)),
+            [TermLeftovers {
+                code: 0,
+                spare_group: false
+            }]
+        );
         assert_eq!(m.step(Event::LeftoversGone, secs(2.0)), [Exit(0)]);
     }
 
@@ -400,7 +519,10 @@ mod tests {
         m.step(Event::Deadline, secs(1.0));
         m.step(Event::AppExited(0), secs(2.0));
         assert_eq!(m.next_deadline(), Some(secs(4.0)));
-        assert_eq!(m.step(Event::Deadline, secs(4.0)), [Kill { app_alive: false }]);
+        assert_eq!(
+            m.step(Event::Deadline, secs(4.0)),
+            [Kill { app_alive: false }]
+        );
         assert_eq!(m.step(Event::Deadline, secs(6.0)), [Exit(0)]);
     }
 
@@ -419,7 +541,10 @@ mod tests {
     fn app_killed_but_never_reaped_exits_137() {
         let mut m = drain(0.0, None, Some(3.0));
         m.step(sig(15), secs(0.0));
-        assert_eq!(m.step(Event::Deadline, secs(3.0)), [Kill { app_alive: true }]);
+        assert_eq!(
+            m.step(Event::Deadline, secs(3.0)),
+            [Kill { app_alive: true }]
+        );
         // LeftoversGone means nothing until the app itself is reaped.
         assert_eq!(m.step(Event::LeftoversGone, secs(3.5)), []);
         assert_eq!(m.step(Event::Deadline, secs(5.0)), [Exit(137)]);

@@ -11,9 +11,15 @@ pub enum Error {
     /// A bad option, value or combination; the text names it.
     Usage(String),
     /// The command could not be started (not found, not executable, ...).
-    Spawn { command: OsString, source: io::Error },
+    Spawn {
+        command: OsString,
+        source: io::Error,
+    },
     /// Setting up drainit itself failed before the app was started.
-    Setup { what: &'static str, source: io::Error },
+    Setup {
+        what: &'static str,
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -35,11 +41,20 @@ impl fmt::Display for Error {
                     exit::NOT_EXECUTABLE => "command cannot be executed",
                     _ => "cannot start command",
                 };
-                let errno = source.raw_os_error().map(|n| io::Error::from_raw_os_error(n).to_string());
+                let errno = source
+                    .raw_os_error()
+                    .map(|n| io::Error::from_raw_os_error(n).to_string());
                 let reason = errno.unwrap_or_else(|| source.to_string());
-                write!(f, "{what}: {}: {}", command.to_string_lossy(), strip_os_error(&reason))
+                write!(
+                    f,
+                    "{what}: {}: {}",
+                    command.to_string_lossy(),
+                    strip_os_error(&reason)
+                )
             }
-            Error::Setup { what, source } => write!(f, "cannot {what}: {}", strip_os_error(&source.to_string())),
+            Error::Setup { what, source } => {
+                write!(f, "cannot {what}: {}", strip_os_error(&source.to_string()))
+            }
         }
     }
 }
@@ -55,15 +70,30 @@ mod tests {
 
     #[test]
     fn each_error_knows_its_code_and_says_one_line() {
-        let nf = Error::Spawn { command: "nope".into(), source: io::Error::from_raw_os_error(libc::ENOENT) };
+        let nf = Error::Spawn {
+            command: "nope".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
         assert_eq!(nf.exit_code(), 127);
-        assert_eq!(nf.to_string(), "command not found: nope: No such file or directory");
-        let ne = Error::Spawn { command: "/etc".into(), source: io::Error::from_raw_os_error(libc::EACCES) };
+        assert_eq!(
+            nf.to_string(),
+            "command not found: nope: No such file or directory"
+        );
+        let ne = Error::Spawn {
+            command: "/etc".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
         assert_eq!(ne.exit_code(), 126);
-        assert!(ne.to_string().starts_with("command cannot be executed: /etc: "));
+        assert!(
+            ne.to_string()
+                .starts_with("command cannot be executed: /etc: ")
+        );
         let usage = Error::Usage("--drain-delay: bad".into());
         assert_eq!(usage.exit_code(), 125);
-        let setup = Error::Setup { what: "create a signalfd", source: io::Error::from_raw_os_error(libc::EMFILE) };
+        let setup = Error::Setup {
+            what: "create a signalfd",
+            source: io::Error::from_raw_os_error(libc::EMFILE),
+        };
         assert_eq!(setup.exit_code(), 125);
         assert!(!setup.to_string().contains('\n'));
     }

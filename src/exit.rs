@@ -35,9 +35,9 @@ impl Status {
 pub fn for_spawn_error(err: &io::Error) -> i32 {
     match err.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ENOTDIR) => NOT_FOUND,
-        Some(libc::EACCES | libc::EPERM | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY | libc::ELOOP) => {
-            NOT_EXECUTABLE
-        }
+        Some(
+            libc::EACCES | libc::EPERM | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY | libc::ELOOP,
+        ) => NOT_EXECUTABLE,
         _ => OWN_ERROR,
     }
 }

@@ -10,17 +10,34 @@ use crate::time::format_duration;
 pub fn timeline(run: &Run) -> String {
     let mut out = String::new();
     let t = |d: Duration| format!("t+{}", format_duration(d));
-    let command = if run.command.is_empty() { "(no command given)".to_string() } else { show_command(&run.command) };
-    let target = if run.group { "the app's process group" } else { "the app (--no-group: its pid only)" };
+    let command = if run.command.is_empty() {
+        "(no command given)".to_string()
+    } else {
+        show_command(&run.command)
+    };
+    let target = if run.group {
+        "the app's process group"
+    } else {
+        "the app (--no-group: its pid only)"
+    };
     let grace = format_duration(run.policy.grace);
     let _ = writeln!(out, "command: {command}");
 
     let Some(drain) = &run.policy.drain else {
-        let _ = writeln!(out, "no drain option: every signal goes to {target} at once.");
+        let _ = writeln!(
+            out,
+            "no drain option: every signal goes to {target} at once."
+        );
         let _ = writeln!(out, "timeline after SIGTERM:");
         let _ = writeln!(out, "  t+0s   SIGTERM, then SIGCONT, to {target}");
-        let _ = writeln!(out, "  then   drainit waits for the app, however long it takes");
-        let _ = writeln!(out, "if the app exits: what it left behind gets SIGTERM and up to {grace}, then SIGKILL; drainit exits with the app's code");
+        let _ = writeln!(
+            out,
+            "  then   drainit waits for the app, however long it takes"
+        );
+        let _ = writeln!(
+            out,
+            "if the app exits: what it left behind gets SIGTERM and up to {grace}, then SIGKILL; drainit exits with the app's code"
+        );
         let _ = writeln!(out, "checks:");
         let _ = writeln!(
             out,
@@ -30,9 +47,21 @@ pub fn timeline(run: &Run) -> String {
     };
 
     let starts = drain.on.to_string();
-    let stop = drain.stop_signal.map_or_else(|| "the signal that started the drain".to_string(), |s| s.to_string());
+    let stop = drain.stop_signal.map_or_else(
+        || "the signal that started the drain".to_string(),
+        |s| s.to_string(),
+    );
     let _ = writeln!(out, "drain starts on: {starts}");
-    let _ = writeln!(out, "timeline after {}:", drain.on.iter().next().map(|s| s.to_string()).unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "timeline after {}:",
+        drain
+            .on
+            .iter()
+            .next()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
     match &run.drain_file {
         Some(path) => {
             let _ = writeln!(
@@ -42,7 +71,10 @@ pub fn timeline(run: &Run) -> String {
             );
         }
         None => {
-            let _ = writeln!(out, "  t+0s   drain starts (no --drain-file: nothing tells the health check)");
+            let _ = writeln!(
+                out,
+                "  t+0s   drain starts (no --drain-file: nothing tells the health check)"
+            );
         }
     }
     if !drain.delay.is_zero() {
@@ -52,7 +84,11 @@ pub fn timeline(run: &Run) -> String {
             format_duration(drain.delay)
         );
     }
-    let _ = writeln!(out, "  {:<6} {stop}, then SIGCONT, to {target}", t(drain.delay));
+    let _ = writeln!(
+        out,
+        "  {:<6} {stop}, then SIGCONT, to {target}",
+        t(drain.delay)
+    );
     match drain.kill_after {
         Some(kill) => {
             let _ = writeln!(
@@ -62,16 +98,26 @@ pub fn timeline(run: &Run) -> String {
             );
         }
         None => {
-            let _ = writeln!(out, "  then   drainit waits for the app, however long it takes");
+            let _ = writeln!(
+                out,
+                "  then   drainit waits for the app, however long it takes"
+            );
         }
     }
     if let Some(stop_timeout) = run.stop_timeout {
-        let _ = writeln!(out, "  {:<6} the orchestrator's SIGKILL (--stop-timeout)", t(stop_timeout));
+        let _ = writeln!(
+            out,
+            "  {:<6} the orchestrator's SIGKILL (--stop-timeout)",
+            t(stop_timeout)
+        );
     }
     let _ = writeln!(
         out,
         "if the app exits first: what it left behind gets up to {grace} (SIGTERM unless it already had a stop signal){}, then SIGKILL; drainit exits with the app's code",
-        drain.kill_after.map(|k| format!(", never past {}", t(k))).unwrap_or_default()
+        drain
+            .kill_after
+            .map(|k| format!(", never past {}", t(k)))
+            .unwrap_or_default()
     );
 
     let _ = writeln!(out, "checks:");
@@ -122,7 +168,12 @@ mod tests {
     use crate::drain::{Drain, Policy};
     use crate::signals::{SigSet, Signal};
 
-    fn run(delay: u64, kill: Option<u64>, stop_timeout: Option<u64>, source: Option<KillSource>) -> Run {
+    fn run(
+        delay: u64,
+        kill: Option<u64>,
+        stop_timeout: Option<u64>,
+        source: Option<KillSource>,
+    ) -> Run {
         Run {
             command: vec!["node".into(), "server.js".into()],
             group: true,
@@ -159,7 +210,10 @@ mod tests {
     #[test]
     fn warns_without_a_kill_deadline() {
         let text = timeline(&run(0, None, None, None));
-        assert!(text.contains("warning: no --kill-after or --stop-timeout"), "{text}");
+        assert!(
+            text.contains("warning: no --kill-after or --stop-timeout"),
+            "{text}"
+        );
         assert!(text.contains("warning: --drain-delay is 0"), "{text}");
     }
 }

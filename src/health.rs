@@ -55,7 +55,12 @@ impl Url {
         if host.is_empty() {
             return Err(bad());
         }
-        Ok(Url { host: host.to_string(), port, path, text: text.to_string() })
+        Ok(Url {
+            host: host.to_string(),
+            port,
+            path,
+            text: text.to_string(),
+        })
     }
 }
 
@@ -74,12 +79,20 @@ pub fn check(health: &Health) -> (bool, String) {
     }
     let Some(url) = &health.url else {
         return match &health.drain_file {
-            Some(path) => (true, format!("healthy: not draining ({} absent)", path.display())),
-            None => (true, "healthy: nothing to check (no --drain-file, no --url)".to_string()),
+            Some(path) => (
+                true,
+                format!("healthy: not draining ({} absent)", path.display()),
+            ),
+            None => (
+                true,
+                "healthy: nothing to check (no --drain-file, no --url)".to_string(),
+            ),
         };
     };
     match get_status(url, health.timeout) {
-        Ok(code) if (200..300).contains(&code) => (true, format!("healthy: GET {url} answered {code}")),
+        Ok(code) if (200..300).contains(&code) => {
+            (true, format!("healthy: GET {url} answered {code}"))
+        }
         Ok(code) => (false, format!("unhealthy: GET {url} answered {code}")),
         Err(reason) => (false, format!("unhealthy: GET {url}: {reason}")),
     }
@@ -89,8 +102,15 @@ fn draining(path: &Path) -> Option<String> {
     std::fs::symlink_metadata(path).ok()?;
     let content = std::fs::read_to_string(path).unwrap_or_default();
     let detail = content.split_whitespace().collect::<Vec<_>>().join(" ");
-    let detail = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
-    Some(format!("unhealthy: draining: {} exists{detail}", path.display()))
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    };
+    Some(format!(
+        "unhealthy: draining: {} exists{detail}",
+        path.display()
+    ))
 }
 
 /// GETs the URL and returns the HTTP status code, all within `timeout`.
@@ -117,22 +137,32 @@ fn get_status(url: &Url, timeout: Duration) -> Result<u16, String> {
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(format!("no answer within {}", format_duration(timeout)));
             }
-            Err(e) => last_error = format!("{}", io_reason(&e)),
+            Err(e) => last_error = io_reason(&e),
         }
     }
     let mut stream = stream.ok_or(last_error)?;
-    let host = if url.host.contains(':') { format!("[{}]", url.host) } else { url.host.clone() };
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
     let request = format!(
         "GET {} HTTP/1.0\r\nHost: {host}:{}\r\nUser-Agent: drainit-healthcheck\r\nConnection: close\r\n\r\n",
         url.path, url.port
     );
-    stream.set_write_timeout(Some(left()?)).map_err(|e| io_reason(&e))?;
-    stream.write_all(request.as_bytes()).map_err(|e| timeout_or(&e, timeout))?;
+    stream
+        .set_write_timeout(Some(left()?))
+        .map_err(|e| io_reason(&e))?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| timeout_or(&e, timeout))?;
     // Read only as far as the status line.
     let mut head = Vec::with_capacity(64);
     let mut buf = [0u8; 256];
     while !head.contains(&b'\n') && head.len() < 4096 {
-        stream.set_read_timeout(Some(left()?)).map_err(|e| io_reason(&e))?;
+        stream
+            .set_read_timeout(Some(left()?))
+            .map_err(|e| io_reason(&e))?;
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => head.extend_from_slice(&buf[..n]),
@@ -153,7 +183,10 @@ fn timeout_or(e: &std::io::Error, timeout: Duration) -> String {
 
 fn io_reason(e: &std::io::Error) -> String {
     let text = e.to_string();
-    text.split(" (os error").next().unwrap_or(&text).to_lowercase()
+    text.split(" (os error")
+        .next()
+        .unwrap_or(&text)
+        .to_lowercase()
 }
 
 /// `HTTP/1.1 200 OK` → 200.
@@ -161,7 +194,10 @@ fn parse_status_line(head: &[u8]) -> Result<u16, String> {
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut words = line.split_whitespace();
-    match (words.next(), words.next().and_then(|c| c.parse::<u16>().ok())) {
+    match (
+        words.next(),
+        words.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
         (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
         _ if head.is_empty() => Err("connection closed without an answer".to_string()),
         _ => Err(format!("not an HTTP answer: '{}'", line.trim())),
@@ -175,18 +211,36 @@ mod tests {
     #[test]
     fn parses_http_urls() {
         let u = Url::parse("http://127.0.0.1:8080/healthz?full=1").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 8080, "/healthz?full=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 8080, "/healthz?full=1")
+        );
         let u = Url::parse("http://localhost").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("localhost", 80, "/"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("localhost", 80, "/")
+        );
         let u = Url::parse("http://[::1]:9000/x").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 9000, "/x"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 9000, "/x")
+        );
         let u = Url::parse("http://h?q").unwrap();
         assert_eq!(u.path, "/?q");
     }
 
     #[test]
     fn rejects_other_urls() {
-        for bad in ["https://x/", "x:80", "http://", "http://:80/", "http://h:0/", "http://h:99999/", "http://u@h/", "http://[::1/"] {
+        for bad in [
+            "https://x/",
+            "x:80",
+            "http://",
+            "http://:80/",
+            "http://h:0/",
+            "http://h:99999/",
+            "http://u@h/",
+            "http://[::1/",
+        ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
     }
@@ -194,7 +248,10 @@ mod tests {
     #[test]
     fn reads_status_lines() {
         assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n"), Ok(200));
-        assert_eq!(parse_status_line(b"HTTP/1.0 503 Service Unavailable\r\n"), Ok(503));
+        assert_eq!(
+            parse_status_line(b"HTTP/1.0 503 Service Unavailable\r\n"),
+            Ok(503)
+        );
         assert!(parse_status_line(b"").is_err());
         assert!(parse_status_line(b"SSH-2.0-OpenSSH\r\n").is_err());
     }

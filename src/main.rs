@@ -43,7 +43,15 @@ fn run(args: Vec<OsString>) -> i32 {
         Ok(Parsed::Config(config)) => config,
         Ok(Parsed::Print(text)) => {
             let mut out = std::io::stdout().lock();
-            return if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_ok() { 0 } else { exit::OWN_ERROR };
+            return if out
+                .write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .is_ok()
+            {
+                0
+            } else {
+                exit::OWN_ERROR
+            };
         }
         Err(e) => {
             eprintln!("drainit: {e}");

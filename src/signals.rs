@@ -231,7 +231,10 @@ mod tests {
         assert!(!SigSet::catchable().contains(Signal::KILL));
         assert!(SigSet::catchable().contains(Signal::new(64).unwrap()));
         assert_eq!(SigSet::catchable().iter().count(), 62);
-        assert_eq!(SigSet::parse("TERM, INT"), Ok(SigSet::of(&[Signal::TERM, Signal::INT])));
+        assert_eq!(
+            SigSet::parse("TERM, INT"),
+            Ok(SigSet::of(&[Signal::TERM, Signal::INT]))
+        );
         assert!(SigSet::parse(",").is_err());
     }
 }

@@ -31,7 +31,13 @@ pub fn spawn(run: &Run, inherited: sys::Inherited) -> Result<App, Error> {
     sys::prepare_child(&mut command, inherited, take_terminal);
     // std returns only once the child has exec'd (or failed to), so its
     // process group exists before the first signal can be forwarded to it.
-    let child = command.spawn().map_err(|source| Error::Spawn { command: program.clone(), source })?;
+    let child = command.spawn().map_err(|source| Error::Spawn {
+        command: program.clone(),
+        source,
+    })?;
     let pid = i32::try_from(child.id()).map_err(|_| Error::Usage("pid out of range".into()))?;
-    Ok(App { pid, own_group: run.group })
+    Ok(App {
+        pid,
+        own_group: run.group,
+    })
 }

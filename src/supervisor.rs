@@ -32,7 +32,10 @@ pub fn run(run: &Run, inherited: Inherited) -> i32 {
     let signals = match SignalFd::new(SigSet::catchable()) {
         Ok(fd) => fd,
         Err(source) => {
-            let e = crate::error::Error::Setup { what: "create a signalfd", source };
+            let e = crate::error::Error::Setup {
+                what: "create a signalfd",
+                source,
+            };
             error!("{e}");
             return e.exit_code();
         }
@@ -48,7 +51,11 @@ pub fn run(run: &Run, inherited: Inherited) -> i32 {
         "started '{}' as pid {}{}; drainit is {}",
         show_command(&run.command),
         app.pid,
-        if app.own_group { " in a process group of its own" } else { "" },
+        if app.own_group {
+            " in a process group of its own"
+        } else {
+            ""
+        },
         if pid1 { "PID 1" } else { "a child subreaper" }
     );
     Supervisor {
@@ -82,7 +89,10 @@ impl Supervisor<'_> {
         let mut received = Vec::with_capacity(16);
         let mut events = Vec::with_capacity(16);
         loop {
-            let timeout = self.machine.next_deadline().map(|due| due.saturating_sub(self.now()));
+            let timeout = self
+                .machine
+                .next_deadline()
+                .map(|due| due.saturating_sub(self.now()));
             if let Err(e) = signals.wait(timeout) {
                 error!("poll failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
@@ -93,7 +103,9 @@ impl Supervisor<'_> {
             }
             events.clear();
             for r in &received {
-                let Some(signal) = Signal::new(r.signal) else { continue };
+                let Some(signal) = Signal::new(r.signal) else {
+                    continue;
+                };
                 if signal == Signal::CHLD {
                     continue;
                 }
@@ -174,11 +186,17 @@ impl Supervisor<'_> {
                 None => debug!("{signal} not forwarded: the app has exited"),
             },
             Action::Swallow(signal) => {
-                info!("{}{signal} again: the app already has its stop signal; not sending another", self.stamp())
+                info!(
+                    "{}{signal} again: the app already has its stop signal; not sending another",
+                    self.stamp()
+                )
             }
             Action::StartDrain(signal) => self.start_drain(signal),
             Action::Stop(signal, reason) => self.stop(signal, reason),
-            Action::TermLeftovers { code: _, spare_group } => self.term_leftovers(spare_group),
+            Action::TermLeftovers {
+                code: _,
+                spare_group,
+            } => self.term_leftovers(spare_group),
             Action::Kill { app_alive } => self.kill(app_alive),
             Action::Exit(code) => {
                 debug!("exiting with code {code}");
@@ -189,12 +207,20 @@ impl Supervisor<'_> {
     }
 
     fn start_drain(&self, signal: Signal) {
-        let delay = self.run.policy.drain.as_ref().map_or(Duration::ZERO, |d| d.delay);
+        let delay = self
+            .run
+            .policy
+            .drain
+            .as_ref()
+            .map_or(Duration::ZERO, |d| d.delay);
         let file = match &self.run.drain_file {
             Some(path) => match write_drain_file(path, signal) {
                 Ok(()) => format!("; drain file {} written", path.display()),
                 Err(e) => {
-                    warn!("cannot write drain file {}: {e}; draining anyway", path.display());
+                    warn!(
+                        "cannot write drain file {}: {e}; draining anyway",
+                        path.display()
+                    );
                     String::new()
                 }
             },
@@ -205,11 +231,16 @@ impl Supervisor<'_> {
         } else {
             format!("; the app keeps serving for {}", format_duration(delay))
         };
-        info!("{}{signal} received: drain started{file}{serving}", self.stamp());
+        info!(
+            "{}{signal} received: drain started{file}{serving}",
+            self.stamp()
+        );
     }
 
     fn stop(&self, signal: Signal, reason: StopReason) {
-        let Some(target) = self.app_target() else { return };
+        let Some(target) = self.app_target() else {
+            return;
+        };
         self.signal(target, signal);
         if signal != Signal::CONT && signal != Signal::KILL {
             // A stopped process acts on its stop signal only once continued.
@@ -226,7 +257,10 @@ impl Supervisor<'_> {
             StopReason::Forwarded => info!("forwarded {signal} to {to}"),
             StopReason::DelayOver => info!("{}sending {signal} to {to}{kill}", self.stamp()),
             StopReason::CutShort(by) => {
-                info!("{}{by} received: drain delay cut short; sending {signal} to {to}{kill}", self.stamp())
+                info!(
+                    "{}{by} received: drain delay cut short; sending {signal} to {to}{kill}",
+                    self.stamp()
+                )
             }
         }
     }
@@ -238,7 +272,10 @@ impl Supervisor<'_> {
             return;
         }
         let targets: Vec<Target> = match (self.pid1, self.app.own_group, spare_group) {
-            (true, true, true) => others_outside_group(self.app.pid, self.self_pid).into_iter().map(Target::Pid).collect(),
+            (true, true, true) => others_outside_group(self.app.pid, self.self_pid)
+                .into_iter()
+                .map(Target::Pid)
+                .collect(),
             (true, _, _) => vec![Target::All],
             (false, true, false) => vec![Target::Group(self.app.pid)],
             (false, _, _) => vec![],
@@ -247,7 +284,10 @@ impl Supervisor<'_> {
             self.signal(*target, Signal::TERM);
             self.signal(*target, Signal::CONT);
         }
-        let grace = self.machine.next_deadline().map(|due| format_duration(due.saturating_sub(self.now())));
+        let grace = self
+            .machine
+            .next_deadline()
+            .map(|due| format_duration(due.saturating_sub(self.now())));
         let told = match (targets.is_empty(), spare_group) {
             (true, _) => "they already had a stop signal",
             (false, true) => "sent SIGTERM to those that had no stop signal yet",
@@ -261,12 +301,23 @@ impl Supervisor<'_> {
     }
 
     fn kill(&self, app_alive: bool) {
-        let target = if self.pid1 { Some(Target::All) } else { self.app_target() };
+        let target = if self.pid1 {
+            Some(Target::All)
+        } else {
+            self.app_target()
+        };
         let Some(target) = target else { return };
         self.signal(target, Signal::KILL);
-        let what = if self.pid1 { "everything left in the container".to_string() } else { describe_target(target) };
+        let what = if self.pid1 {
+            "everything left in the container".to_string()
+        } else {
+            describe_target(target)
+        };
         if app_alive {
-            warn!("{}kill deadline reached: SIGKILL to {what}; exiting 137", self.stamp());
+            warn!(
+                "{}kill deadline reached: SIGKILL to {what}; exiting 137",
+                self.stamp()
+            );
         } else {
             warn!("{}grace period over: SIGKILL to {what}", self.stamp());
         }
@@ -316,16 +367,24 @@ fn remove_stale_drain_file(path: &Path) {
 }
 
 fn write_drain_file(path: &Path, signal: Signal) -> std::io::Result<()> {
-    std::fs::write(path, format!("signal={signal}\ntime={}\n", rfc3339(SystemTime::now())))
+    std::fs::write(
+        path,
+        format!("signal={signal}\ntime={}\n", rfc3339(SystemTime::now())),
+    )
 }
 
 /// Every process in /proc but drainit whose process group is not `pgid`.
 fn others_outside_group(pgid: i32, self_pid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| *pid != self_pid)
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| pgid_of(&s)) != Some(pgid)
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| pgid_of(&s))
+                != Some(pgid)
         })
         .collect()
 }
@@ -350,6 +409,9 @@ mod tests {
     #[test]
     fn describes_exits() {
         assert_eq!(describe(Status::Exited(3)), "exited with code 3");
-        assert_eq!(describe(Status::Signaled(15)), "was killed by SIGTERM (code 143)");
+        assert_eq!(
+            describe(Status::Signaled(15)),
+            "was killed by SIGTERM (code 143)"
+        );
     }
 }

@@ -4,10 +4,9 @@
 //! the subreaper flag and the terminal hand-off. Everything here is a thin,
 //! documented wrapper; the decisions live elsewhere.
 
-use std::ffi::{CStr, OsString, c_char, c_int, c_long};
+use std::ffi::{c_int, c_long};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
@@ -23,7 +22,9 @@ const KERNEL_SIGSET_BYTES: usize = 8;
 /// inherit exactly the dispositions drainit was started with.
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
-pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+pub extern "C" fn main(argc: c_int, argv: *const *const std::ffi::c_char) -> c_int {
+    use std::ffi::{CStr, OsString};
+    use std::os::unix::ffi::OsStringExt;
     let mut args = Vec::with_capacity(usize::try_from(argc).unwrap_or(0));
     for i in 0..usize::try_from(argc).unwrap_or(0) {
         // SAFETY: the C runtime passes `argc` valid pointers in `argv`.
@@ -40,7 +41,11 @@ pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
 }
 
 fn check(ret: c_long) -> io::Result<c_long> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// `rt_sigprocmask` straight to the kernel, so real-time signals 32–34 count too.
@@ -51,7 +56,13 @@ fn sigprocmask(how: c_int, set: Option<SigSet>) -> io::Result<SigSet> {
     // SAFETY: both pointers are null or point to 8-byte sets that outlive the call,
     // and the size passed is that of the kernel's sigset.
     let ret = unsafe {
-        libc::syscall(libc::SYS_rt_sigprocmask, how, new_ptr, &mut old as *mut u64, KERNEL_SIGSET_BYTES)
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            how,
+            new_ptr,
+            &mut old as *mut u64,
+            KERNEL_SIGSET_BYTES,
+        )
     };
     check(ret).map(|_| SigSet(old))
 }
@@ -74,7 +85,13 @@ fn sigaction(signal: i32, new: Option<&KernelSigaction>) -> io::Result<KernelSig
     // kernel's `struct sigaction`; only SIG_DFL and SIG_IGN are ever installed,
     // so no handler or restorer is needed.
     let ret = unsafe {
-        libc::syscall(libc::SYS_rt_sigaction, signal, new_ptr, &mut old as *mut KernelSigaction, KERNEL_SIGSET_BYTES)
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            new_ptr,
+            &mut old as *mut KernelSigaction,
+            KERNEL_SIGSET_BYTES,
+        )
     };
     check(ret).map(|_| old)
 }
@@ -120,7 +137,15 @@ impl SignalFd {
         let mask = set.0;
         let flags = libc::SFD_CLOEXEC | libc::SFD_NONBLOCK;
         // SAFETY: `mask` is an 8-byte kernel sigset that outlives the call.
-        let fd = check(unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, KERNEL_SIGSET_BYTES, flags) })?;
+        let fd = check(unsafe {
+            libc::syscall(
+                libc::SYS_signalfd4,
+                -1,
+                &mask as *const u64,
+                KERNEL_SIGSET_BYTES,
+                flags,
+            )
+        })?;
         // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as c_int) };
         Ok(SignalFd(above_stdio(fd)?))
@@ -144,7 +169,10 @@ impl SignalFd {
                 };
             }
             let count = n as usize / size;
-            out.extend(buf.iter().take(count).map(|i| Received { signal: i.ssi_signo as i32, sender: i.ssi_pid }));
+            out.extend(buf.iter().take(count).map(|i| Received {
+                signal: i.ssi_signo as i32,
+                sender: i.ssi_pid,
+            }));
             if count < N {
                 return Ok(());
             }
@@ -158,7 +186,11 @@ impl SignalFd {
             let ms = t.as_nanos().div_ceil(1_000_000);
             c_int::try_from(ms).unwrap_or(c_int::MAX)
         });
-        let mut pfd = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, living on this stack frame, for the call.
         let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
         match check(ret as c_long) {
@@ -243,7 +275,10 @@ pub fn anyone_in(target: Target) -> bool {
 /// Makes orphans of drainit's descendants its children, as they would be of a PID 1.
 pub fn become_subreaper() -> io::Result<()> {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument only.
-    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } as c_long).map(|_| ())
+    check(
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } as c_long,
+    )
+    .map(|_| ())
 }
 
 pub fn pid() -> i32 {
@@ -283,7 +318,10 @@ fn child_setup(inherited: Inherited, take_terminal: bool) {
         // starts without the foreground.
         let _ = unsafe { libc::tcsetpgrp(0, libc::getpid()) };
     }
-    let ignore = KernelSigaction { handler: libc::SIG_IGN, ..KernelSigaction::default() };
+    let ignore = KernelSigaction {
+        handler: libc::SIG_IGN,
+        ..KernelSigaction::default()
+    };
     let mut n = 1;
     while n <= signals::MAX {
         if n != signals::KILL && n != signals::STOP && inherited.ignored.0 & (1 << (n - 1)) != 0 {

@@ -16,7 +16,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "us" | "µs" => 1_000,
         "m" | "min" => 60_000_000_000,
         "h" => 3_600_000_000_000,
-        _ => return Err(format!("invalid duration '{t}': unknown unit '{unit}' (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration '{t}': unknown unit '{unit}' (use ms, s, m or h)"
+            ));
+        }
     };
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let well_formed = !(whole.is_empty() && fraction.is_empty())
@@ -29,7 +33,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     let too_long = || format!("invalid duration '{t}': too long");
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| too_long())? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| too_long())?
+    };
     // Fractions beyond nanoseconds are dropped, digit by digit, without floats.
     let mut frac_nanos: u128 = 0;
     let mut scale = nanos_per_unit;
@@ -129,7 +137,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_durations() {
-        for text in ["", "s", "-1s", "1.2.3s", "5 days", "1e3", "abc", ".", "1x", "99999999999999999999999h"] {
+        for text in [
+            "",
+            "s",
+            "-1s",
+            "1.2.3s",
+            "5 days",
+            "1e3",
+            "abc",
+            ".",
+            "1x",
+            "99999999999999999999999h",
+        ] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
         assert!(parse_duration("5d").unwrap_err().contains("'5d'"));

@@ -1,0 +1,131 @@
+//! The command line: --help and --version on stdout, every option's
+//! DRAINIT_* variable, bad values named on one line with exit 125.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+use common::*;
+
+#[test]
+fn help_lists_every_option_with_its_variable() {
+    let out = Drainit::new(Mode::Parent).arg("--help").run(secs(10.0));
+    assert_eq!(out.code, Some(0));
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    let help = String::from_utf8(out.stdout).unwrap();
+    for var in [
+        "DRAINIT_NO_GROUP",
+        "DRAINIT_GRACE",
+        "DRAINIT_DRAIN_FILE",
+        "DRAINIT_DRAIN_DELAY",
+        "DRAINIT_STOP_SIGNAL",
+        "DRAINIT_KILL_AFTER",
+        "DRAINIT_STOP_TIMEOUT",
+        "DRAINIT_DRAIN_ON",
+        "DRAINIT_URL",
+        "DRAINIT_TIMEOUT",
+        "DRAINIT_VERBOSE",
+        "DRAINIT_QUIET",
+        "DRAINIT_LOG",
+    ] {
+        assert!(help.contains(var), "--help lacks {var}");
+    }
+    for code in ["125", "126", "127", "128+N"] {
+        assert!(help.contains(code), "--help lacks exit code {code}");
+    }
+}
+
+#[test]
+fn version_prints_on_stdout() {
+    let out = Drainit::new(Mode::Parent).arg("--version").run(secs(10.0));
+    assert_eq!(out.code, Some(0));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("drainit {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_bad_variable_is_named() {
+    let out = Drainit::new(Mode::Parent)
+        .env("DRAINIT_GRACE", "forever")
+        .arg("true")
+        .run(secs(10.0));
+    assert_eq!(out.code, Some(125));
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("DRAINIT_GRACE") && out.stderr.contains("forever"),
+        "{}",
+        out.stderr
+    );
+    let out = Drainit::new(Mode::Parent)
+        .env("DRAINIT_NO_GROUP", "maybe")
+        .arg("true")
+        .run(secs(10.0));
+    assert_eq!(out.code, Some(125), "{}", out.stderr);
+    assert!(out.stderr.contains("maybe"), "{}", out.stderr);
+}
+
+#[test]
+fn no_group_from_flag_or_variable_keeps_the_app_in_drainits_group() {
+    let dir = Scratch::new("nogroup");
+    for (flag, env) in [(true, false), (false, true), (false, false)] {
+        let ready = dir.path(&format!("ready-{flag}-{env}"));
+        let mut d = Drainit::new(Mode::Parent);
+        if flag {
+            d = d.arg("--no-group");
+        }
+        if env {
+            d = d.env("DRAINIT_NO_GROUP", "1");
+        }
+        let mut r = d.app(&["--ready", ready.to_str().unwrap()]).spawn();
+        let app = r.ready(&ready);
+        let drainit = r.pid();
+        if flag || env {
+            assert_eq!(
+                pgrp(app),
+                pgrp(drainit),
+                "--no-group: the app stays in drainit's group"
+            );
+        } else {
+            assert_eq!(pgrp(app), Some(app), "the app leads a group of its own");
+        }
+        r.signal(SIGTERM);
+        assert_eq!(r.wait(secs(10.0)).code, Some(0));
+    }
+}
+
+#[test]
+fn verbose_and_quiet_change_what_is_logged() {
+    let out = Drainit::new(Mode::Parent)
+        .arg("-v")
+        .args(&["sh", "-c", "exit 0"])
+        .run(secs(10.0));
+    assert!(
+        out.stderr.contains("drainit: debug: started"),
+        "{}",
+        out.stderr
+    );
+    let out = Drainit::new(Mode::Parent)
+        .env("DRAINIT_VERBOSE", "true")
+        .args(&["sh", "-c", "exit 0"])
+        .run(secs(10.0));
+    assert!(
+        out.stderr.contains("drainit: debug: started"),
+        "{}",
+        out.stderr
+    );
+    let out = Drainit::new(Mode::Parent)
+        .arg("-q")
+        .args(&["sh", "-c", "exit 4"])
+        .run(secs(10.0));
+    assert_eq!(out.code, Some(4));
+    assert!(out.stderr.is_empty(), "-q: {}", out.stderr);
+    let out = Drainit::new(Mode::Parent)
+        .env("DRAINIT_LOG", "warn")
+        .args(&["sh", "-c", "exit 4"])
+        .run(secs(10.0));
+    assert!(out.stderr.is_empty(), "DRAINIT_LOG=warn: {}", out.stderr);
+    let out = Drainit::new(Mode::Parent)
+        .args(&["sh", "-c", "exit 4"])
+        .run(secs(10.0));
+    assert_eq!(out.stderr_lines(), ["drainit: the app exited with code 4"]);
+}

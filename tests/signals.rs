@@ -1,0 +1,155 @@
+//! Every signal drainit receives but SIGCHLD reaches the app; drainit itself
+//! is never stopped; a signal sent right after start is not lost; a stopped
+//! app is not taken for an exited one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+use common::*;
+
+/// (number, the name the fixture logs)
+const FORWARDED: &[(i32, &str)] = &[
+    (1, "SIGHUP"),
+    (2, "SIGINT"),
+    (3, "SIGQUIT"),
+    (10, "SIGUSR1"),
+    (12, "SIGUSR2"),
+    (13, "SIGPIPE"),
+    (14, "SIGALRM"),
+    (18, "SIGCONT"),
+    (20, "SIGTSTP"),
+    (21, "SIGTTIN"),
+    (22, "SIGTTOU"),
+    (23, "SIGURG"),
+    (26, "SIGVTALRM"),
+    (28, "SIGWINCH"),
+    (29, "SIGIO"),
+    (30, "SIGPWR"),
+    (34, "SIG34"),
+    (40, "SIG40"),
+    (64, "SIG64"),
+];
+
+#[test]
+fn every_signal_reaches_the_app_and_none_stops_drainit() {
+    for mode in BOTH {
+        if !can_run(mode) {
+            continue;
+        }
+        let dir = Scratch::new("forward");
+        let (ready, log) = (dir.path("ready"), dir.path("log"));
+        let mut r = Drainit::new(mode)
+            .app(&["--ready", &dir.str("ready"), "--log", &dir.str("log")])
+            .spawn();
+        r.ready(&ready);
+        let drainit = r.pid();
+        for (i, (signal, name)) in FORWARDED.iter().enumerate() {
+            r.signal(*signal);
+            // Hand-shake: the app logged it (and nothing else) before the next one.
+            wait_until(secs(10.0), || (lines(&log).len() > i).then_some(())).unwrap_or_else(|| {
+                panic!(
+                    "{mode:?}: {name} never reached the app; stderr:\n{}",
+                    r.stderr()
+                )
+            });
+            assert_eq!(lines(&log)[i], *name, "{mode:?}: log {:?}", lines(&log));
+            assert_ne!(
+                state(drainit),
+                Some('T'),
+                "{mode:?}: drainit stopped by {name}"
+            );
+        }
+        r.signal(SIGTERM);
+        let out = r.wait(secs(10.0));
+        assert_eq!(out.code, Some(0), "{mode:?}: {}", out.stderr);
+        let log = lines(&log);
+        assert_eq!(
+            log.len(),
+            FORWARDED.len() + 1,
+            "{mode:?}: each signal exactly once: {log:?}"
+        );
+        assert_eq!(log.last().map(String::as_str), Some("SIGTERM"));
+    }
+}
+
+#[test]
+fn sigterm_reaches_the_app_and_its_code_is_kept() {
+    for mode in BOTH {
+        if !can_run(mode) {
+            continue;
+        }
+        // An app with the default disposition dies of it: 128 + 15.
+        let mut r = Drainit::new(mode).args(&["sleep", "1000"]).spawn();
+        r.app_pid();
+        r.signal(SIGTERM);
+        let out = r.wait(secs(10.0));
+        assert_eq!(out.code, Some(143), "{mode:?}: {}", out.stderr);
+        // SIGINT likewise: 128 + 2.
+        let mut r = Drainit::new(mode).args(&["sleep", "1000"]).spawn();
+        r.app_pid();
+        r.signal(SIGINT);
+        assert_eq!(r.wait(secs(10.0)).code, Some(130), "{mode:?}");
+    }
+}
+
+#[test]
+fn sigterm_sent_right_after_start_is_not_lost() {
+    for mode in BOTH {
+        if !can_run(mode) {
+            continue;
+        }
+        for round in 0..10 {
+            let mut r = Drainit::new(mode).args(&["sleep", "1000"]).spawn();
+            let pid = r.pid();
+            // As soon as drainit can hold a signal at all (its mask is set, its
+            // very first step), and usually before the app even exists.
+            wait_until(secs(10.0), || {
+                (comm(pid).as_deref() == Some("drainit")
+                    && status_field(pid, "SigBlk").is_some_and(|m| m != "0000000000000000"))
+                .then_some(())
+            })
+            .expect("drainit blocks its signals");
+            kill(pid, SIGTERM);
+            let out = r.wait(secs(10.0));
+            assert_eq!(
+                out.code,
+                Some(143),
+                "{mode:?} round {round}: {}",
+                out.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn a_stopped_app_is_not_taken_for_an_exited_one() {
+    for mode in BOTH {
+        if !can_run(mode) {
+            continue;
+        }
+        let dir = Scratch::new("stopped");
+        let (ready, log) = (dir.path("ready"), dir.path("log"));
+        let mut r = Drainit::new(mode)
+            .app(&["--ready", &dir.str("ready"), "--log", &dir.str("log")])
+            .spawn();
+        let app = r.ready(&ready);
+        kill(app, SIGSTOP);
+        wait_until(secs(10.0), || (state(app) == Some('T')).then_some(())).expect("app stops");
+        // drainit got a SIGCHLD for the stop; give it time to (wrongly) act on it.
+        std::thread::sleep(secs(0.5));
+        assert!(
+            r.alive(),
+            "{mode:?}: drainit exited while the app was only stopped: {}",
+            r.stderr()
+        );
+        assert_eq!(state(app), Some('T'));
+        // SIGTERM is followed by SIGCONT, so the stopped app acts on it.
+        r.signal(SIGTERM);
+        let out = r.wait(secs(10.0));
+        assert_eq!(out.code, Some(0), "{mode:?}: {}", out.stderr);
+        assert!(
+            lines(&log).contains(&"SIGTERM".to_string()),
+            "{:?}",
+            lines(&log)
+        );
+    }
+}
