@@ -93,7 +93,9 @@ enum Phase {
         trigger: Signal,
     },
     /// The stop signal went out; waiting for the app until the kill deadline, if any.
-    Stopping,
+    Stopping {
+        sent: Signal,
+    },
     /// The app exited; waiting for its leftovers until `until`.
     Leftovers {
         until: Duration,
@@ -161,7 +163,7 @@ impl Machine {
                     .map_or(Duration::ZERO, |d| d.delay);
                 self.drain_start.map(|start| start + delay)
             }
-            Phase::Stopping => self.kill_deadline(),
+            Phase::Stopping { .. } => self.kill_deadline(),
             Phase::Leftovers { until } | Phase::Killed { until } => Some(until),
         }
     }
@@ -223,8 +225,8 @@ impl Machine {
                     actions.push(Action::Forward(signal));
                 }
             }
-            Phase::Stopping => {
-                if drain_on.is_some_and(|on| on.contains(signal)) {
+            Phase::Stopping { sent } => {
+                if signal == sent {
                     actions.push(Action::Swallow(signal));
                 } else {
                     actions.push(Action::Forward(signal));
@@ -243,7 +245,7 @@ impl Machine {
             .and_then(|d| d.stop_signal)
             .unwrap_or(trigger);
         self.group_stopped = true;
-        self.phase = Phase::Stopping;
+        self.phase = Phase::Stopping { sent: signal };
         actions.push(Action::Stop(signal, reason));
     }
 
@@ -253,7 +255,7 @@ impl Machine {
         }
         self.app_code = Some(code);
         match self.phase {
-            Phase::Running | Phase::Delay { .. } | Phase::Stopping => {
+            Phase::Running | Phase::Delay { .. } | Phase::Stopping { .. } => {
                 let grace_end = now + self.policy.grace;
                 let until = self
                     .kill_deadline()
@@ -271,7 +273,7 @@ impl Machine {
     fn on_deadline(&mut self, now: Duration, actions: &mut Vec<Action>) {
         match self.phase {
             Phase::Delay { trigger } => self.stop(trigger, StopReason::DelayOver, actions),
-            Phase::Stopping | Phase::Leftovers { .. } => {
+            Phase::Stopping { .. } | Phase::Leftovers { .. } => {
                 self.phase = Phase::Killed {
                     until: now + KILL_WAIT,
                 };
