@@ -317,7 +317,8 @@ fn an_unwritable_drain_file_is_named_and_the_drain_goes_on() {
 
 #[test]
 fn every_validation_error_exits_125_naming_the_options() {
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    type Options<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(Options, &[&str])] = &[
         (
             &[("--drain-delay", "30s"), ("--kill-after", "30s")],
             &["--drain-delay", "--kill-after"],
