@@ -51,7 +51,7 @@ unit:
 
 integration: build
 	@bash scripts/deps.sh test
-	DRAINIT_BIN=$(abspath $(BIN)) $(CARGO) test --locked --tests -- --test-threads=4
+	DRAINIT_BIN=$(abspath $(BIN)) $(CARGO) test --locked --test '*' -- --test-threads=4
 
 e2e: build
 	@bash tests/e2e/run.sh $(abspath $(BIN))

@@ -103,7 +103,7 @@ fn sigterm_sent_right_after_start_is_not_lost() {
             // As soon as drainit can hold a signal at all (its mask is set, its
             // very first step), and usually before the app even exists.
             wait_until(secs(10.0), || {
-                (comm(pid).as_deref() == Some("drainit")
+                (comm(pid) == Some(bin_comm())
                     && status_field(pid, "SigBlk").is_some_and(|m| m != "0000000000000000"))
                 .then_some(())
             })

@@ -33,6 +33,12 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_drainit")))
 }
 
+/// The kernel's name for the binary under test (its file name, cut to 15 bytes).
+pub fn bin_comm() -> String {
+    let name = bin().file_name().unwrap().to_string_lossy().into_owned();
+    name.chars().take(15).collect()
+}
+
 /// The fixture app (tests/fixtures/app.py).
 pub fn app() -> String {
     format!("{}/tests/fixtures/app.py", env!("CARGO_MANIFEST_DIR"))
@@ -283,7 +289,7 @@ impl Running {
             Mode::Pid1 => wait_until(Duration::from_secs(10), || {
                 children_of(me)
                     .into_iter()
-                    .find(|p| comm(*p).as_deref() == Some("drainit"))
+                    .find(|p| comm(*p) == Some(bin_comm()))
             })
             .unwrap_or_else(|| {
                 panic!(

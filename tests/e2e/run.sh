@@ -126,20 +126,25 @@ use_isolated_storage() {
 STORAGE="podman's default store"
 [ "${DRAINIT_E2E_STORAGE:-}" = isolated ] && use_isolated_storage
 
+# Removes every container and image this run made (in the current store).
+remove_all() {
+  if [ ${#CONTAINERS[@]} -gt 0 ]; then
+    "${P[@]}" rm -f -t 0 "${CONTAINERS[@]}" >/dev/null 2>&1
+  fi
+  local i # derived images first, then the base
+  for ((i = ${#IMAGES[@]} - 1; i >= 0; i--)); do
+    "${P[@]}" rmi -f "${IMAGES[i]}" >/dev/null 2>&1
+  done
+  CONTAINERS=() IMAGES=()
+}
+
 cleanup() {
   local rc=$?
   if [ "${DRAINIT_E2E_KEEP:-}" = 1 ]; then
     log "kept: containers ${CONTAINERS[*]:-none}; images ${IMAGES[*]:-none}; $WORK"
     return $rc
   fi
-  if [ ${#CONTAINERS[@]} -gt 0 ]; then
-    "${P[@]}" rm -f -t 0 "${CONTAINERS[@]}" >/dev/null 2>&1
-  fi
-  # Derived images first, then the base.
-  local i
-  for ((i = ${#IMAGES[@]} - 1; i >= 0; i--)); do
-    "${P[@]}" rmi -f "${IMAGES[i]}" >/dev/null 2>&1
-  done
+  remove_all
   rm -rf --one-file-system "$WORK"
   return $rc
 }
@@ -179,7 +184,8 @@ start() {
 }
 
 logs() { "${P[@]}" logs "$1" 2>&1; }
-logs_have() { logs "$1" | grep -qF -- "$2"; }
+# (no grep -q: with pipefail, podman logs dying of SIGPIPE would fail the test)
+logs_have() { logs "$1" | grep -F -- "$2" >/dev/null; }
 exit_code() { "${P[@]}" inspect -f '{{.State.ExitCode}}' "$1"; }
 
 # log_time NAME TEXT: when the first log line holding TEXT was read by conmon,
@@ -240,8 +246,10 @@ SHELL_FORM=localhost/$PREFIX-shell-form:test
 
 build() { # build TAG CONTEXT-DIR (with a Containerfile in it)
   IMAGES+=("$1")
-  "${P[@]}" build -q --pull=never --layers=false -t "$1" "$2" >"$WORK/build.log" 2>&1 ||
-    { cat "$WORK/build.log" >&2; return 1; }
+  "${P[@]}" build -q --pull=never --layers=false -t "$1" "$2" >"$WORK/build.log" 2>&1 && return 0
+  cat "$WORK/build.log" >&2
+  PROBE_ERR="podman build failed: $(tail -n2 "$WORK/build.log" | tr '\n' ' ')"
+  return 1
 }
 
 build_images() {
@@ -283,7 +291,7 @@ probe() {
   CONTAINERS+=("$name")
   out=$("${P[@]}" run --rm --name "$name" "${RUN_FLAGS[@]}" \
     --entrypoint '["/bin/busybox", "echo", "probe-ok"]' "$BASE" 2>&1)
-  [[ "$out" == *probe-ok* ]] || { PROBE_ERR=$(printf '%s' "$out" | tail -n3 | tr '\n' ' '); return 1; }
+  [[ "$out" == *probe-ok* ]] || { PROBE_ERR="podman run failed: $(printf '%s' "$out" | tail -n2 | tr '\n' ' ')"; return 1; }
 }
 
 PROBE_ERR=""
@@ -292,13 +300,14 @@ if ! command -v podman >/dev/null; then
 fi
 if ! { build_images && probe; }; then
   if [ "${DRAINIT_E2E_STORAGE:-}" != isolated ]; then
-    log "the default store failed (${PROBE_ERR:-see the build log above}); trying an isolated vfs store"
+    log "the default store failed ($PROBE_ERR); trying an isolated vfs store"
+    remove_all
     use_isolated_storage
-    IMAGES=()
     rm -rf "$WORK/base" "$WORK/shell-form"
-    build_images && probe || engine_unusable "${PROBE_ERR:-podman build failed (see above)}"
+    PROBE_ERR=""
+    build_images && probe || engine_unusable "$PROBE_ERR"
   else
-    engine_unusable "${PROBE_ERR:-podman build failed (see above)}"
+    engine_unusable "$PROBE_ERR"
   fi
 fi
 log "$(podman --version), runc $(runc --version | awk 'NR==1{print $3}'), $STORAGE, ulimits nofile=$NOFILE nproc=$NPROC"
