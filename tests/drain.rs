@@ -20,22 +20,12 @@ fn start(config: &[(&str, &str)], by_env: bool, app_args: &[&str]) -> Option<Dra
         return None;
     }
     let dir = Scratch::new("drain");
-    let mut d = Drainit::new(Mode::Pid1);
-    for (option, value) in config {
-        let value = value.replace("{dir}", &dir.str(""));
-        if by_env {
-            let var = format!(
-                "DRAINIT_{}",
-                option
-                    .trim_start_matches("--")
-                    .replace('-', "_")
-                    .to_uppercase()
-            );
-            d = d.env(&var, &value);
-        } else {
-            d = d.arg(option).arg(value);
-        }
-    }
+    let config: Vec<(&str, String)> = config
+        .iter()
+        .map(|(o, v)| (*o, v.replace("{dir}", &dir.str(""))))
+        .collect();
+    let config: Vec<(&str, &str)> = config.iter().map(|(o, v)| (*o, v.as_str())).collect();
+    let d = Drainit::new(Mode::Pid1).options(&config, by_env);
     let mut args = vec![
         "--ready".to_string(),
         dir.str("ready"),
@@ -345,21 +335,7 @@ fn every_validation_error_exits_125_naming_the_options() {
     ];
     for (config, names) in cases {
         for by_env in [false, true] {
-            let mut d = Drainit::new(Mode::Parent);
-            for (option, value) in *config {
-                if by_env {
-                    let var = format!(
-                        "DRAINIT_{}",
-                        option
-                            .trim_start_matches("--")
-                            .replace('-', "_")
-                            .to_uppercase()
-                    );
-                    d = d.env(&var, value);
-                } else {
-                    d = d.arg(option).arg(value);
-                }
-            }
+            let d = Drainit::new(Mode::Parent).options(config, by_env);
             let out = d
                 .args(&["--", "touch", "/tmp/drainit-must-not-run"])
                 .run(secs(10.0));

@@ -169,6 +169,22 @@ impl Drainit {
         self
     }
 
+    /// Each (`--option`, value) as a flag or, `by_env`, as its DRAINIT_OPTION variable.
+    pub fn options(mut self, options: &[(&str, &str)], by_env: bool) -> Drainit {
+        for (option, value) in options {
+            if by_env {
+                let name = option
+                    .trim_start_matches("--")
+                    .replace('-', "_")
+                    .to_uppercase();
+                self = self.env(&format!("DRAINIT_{name}"), value);
+            } else {
+                self = self.arg(option).arg(value);
+            }
+        }
+        self
+    }
+
     pub fn stdin(mut self, bytes: &[u8]) -> Drainit {
         self.stdin = Some(bytes.to_vec());
         self
@@ -469,20 +485,12 @@ pub fn status_field(pid: i32, key: &str) -> Option<String> {
 
 /// Every process whose parent is `pid` (zombies included).
 pub fn children_of(pid: i32) -> BTreeSet<i32> {
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if stat(p).and_then(|f| f.get(1)?.parse::<i32>().ok()) == Some(pid) {
-            out.insert(p);
-        }
-    }
-    out
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| stat(*p).and_then(|f| f.get(1)?.parse::<i32>().ok()) == Some(pid))
+        .collect()
 }
 
 /// Every descendant of `pid`.
@@ -494,25 +502,6 @@ pub fn descendants(pid: i32) -> BTreeSet<i32> {
             if out.insert(c) {
                 todo.push(c);
             }
-        }
-    }
-    out
-}
-
-/// Processes whose command line contains `needle`.
-pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(needle) {
-            out.push(p);
         }
     }
     out
