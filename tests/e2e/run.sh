@@ -149,6 +149,22 @@ cleanup() {
   return $rc
 }
 trap cleanup EXIT
+
+# Containers and images that an earlier run left behind when it was killed
+# (its pid, in the name, is gone): remove them from the default store.
+sweep_stale() {
+  local name pid
+  while read -r name; do
+    pid=$(cut -d- -f4 <<<"$name")
+    [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null || continue
+    "${P[@]}" rm -f -t 0 "$name" >/dev/null 2>&1
+  done < <("${P[@]}" ps -a --format '{{.Names}}' --filter 'name=^drainit-e2e-' 2>/dev/null)
+  while read -r name; do
+    pid=$(cut -d- -f4 <<<"${name#localhost/}")
+    [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null || continue
+    "${P[@]}" rmi -f "$name" >/dev/null 2>&1
+  done < <("${P[@]}" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep '^localhost/drainit-e2e-')
+}
 trap 'exit 130' INT TERM
 
 # --- helpers -------------------------------------------------------------------
@@ -298,6 +314,7 @@ PROBE_ERR=""
 if ! command -v podman >/dev/null; then
   engine_unusable "podman is not installed"
 fi
+sweep_stale
 if ! { build_images && probe; }; then
   if [ "${DRAINIT_E2E_STORAGE:-}" != isolated ]; then
     log "the default store failed ($PROBE_ERR); trying an isolated vfs store"
@@ -453,11 +470,16 @@ case_healthcheck() {
   after=$(calc "$(now) - $t0")
   logs_have "$n" "app: got SIGTERM" && early=1
   check "the app already had SIGTERM when the health check turned: not during the drain" [ -z "$early" ] || return 1
+  local status said
+  status=$("${P[@]}" inspect -f '{{.State.Health.Status}}' "$n")
+  said=$("${P[@]}" inspect -f '{{range .State.Health.Log}}{{.Output}}{{"\n"}}{{end}}' "$n" | grep . | tail -n1)
+  check "podman's health status is '$status' after a failed check (--health-retries 1), expected unhealthy" \
+    [ "$status" = unhealthy ] || return 1
   check "the container did not exit within $((delay + 10))s of SIGTERM" \
     wait_until $((delay + 10)) not_running "$n" || return 1
   code=$(exit_code "$n")
   check "exit code $code, expected the app's 0" [ "$code" = 0 ] || return 1
-  OK="'podman healthcheck run' healthy before; ${out} ${after}s into the ${delay}s drain, the app still serving; exit code 0"
+  OK="'podman healthcheck run' healthy before, unhealthy ${after}s into the ${delay}s drain while the app still served (\"$said\"); exit code 0"
 }
 
 not_running() { [ "$("${P[@]}" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = false ]; }
