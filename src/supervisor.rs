@@ -284,10 +284,11 @@ impl Supervisor<'_> {
             self.signal(*target, Signal::TERM);
             self.signal(*target, Signal::CONT);
         }
-        let grace = self
-            .machine
-            .next_deadline()
-            .map(|due| format_duration(due.saturating_sub(self.now())));
+        // To the tenth of a second: "5s", not "4.999s".
+        let grace = self.machine.next_deadline().map(|due| {
+            let tenths = (due.saturating_sub(self.now()).as_millis() + 50) / 100;
+            format_duration(Duration::from_millis(tenths as u64 * 100))
+        });
         let told = match (targets.is_empty(), spare_group) {
             (true, _) => "they already had a stop signal",
             (false, true) => "sent SIGTERM to those that had no stop signal yet",
