@@ -1,11 +1,15 @@
 /*
- * benchtool: the small, exact helpers bench/run.sh needs. One binary, four modes.
+ * benchtool: the small, exact helpers bench/run.sh needs. One binary, six modes.
+ *
+ *   benchtool elf PATH
+ *       Print "static" when the ELF file has no PT_INTERP program header
+ *       (static and static-pie), "dynamic" when it has one.
  *
  *   benchtool children PPID
  *       Print the pids whose parent is PPID (a scan of /proc/[0-9]*\/stat),
  *       one a line. Used to find an init's host pid under `unshare --fork`.
  *
- *   benchtool storm N ROUNDS OUTFILE
+ *   benchtool storm N ROUNDS OUTFILE [REQ ACK]
  *       The app for the orphan storm; run it as the init's child, the init
  *       being PID 1 of a fresh pid namespace with its own /proc. Per round:
  *       forks a middle process that makes its own process group and forks N
@@ -15,12 +19,23 @@
  *       all N exit at once, and each becomes a zombie that only PID 1 can
  *       reap. The clock runs from just before that kill until every child is
  *       gone (kill(pid, 0) fails with ESRCH: a zombie still answers it),
- *       checked every 100 us. Appends "ms zombies_left init_cpu_ms" to OUTFILE per
- *       round; after a 10 s timeout, zombies_left counts the 'Z' processes
+ *       checked every 100 us. Appends "ms zombies_left init_cpu_ms
+ *       init_sleeps" to OUTFILE per round; after a 10 s timeout, zombies_left counts the 'Z' processes
  *       still there. init_cpu_ms is the CPU time PID 1 used meanwhile
  *       (/proc/1/schedstat, ns resolution): its own share of the work, less
  *       noisy than the wall time, which includes the kernel tearing down N
- *       processes on a shared machine.
+ *       processes on a shared machine. init_sleeps: how often PID 1 blocked
+ *       meanwhile (voluntary context switches), i.e. its wake-ups.
+ *       With the FIFOs REQ and ACK (a `benchtool stopper` on the host at the
+ *       other end), each round then also times the zombie backlog: the app
+ *       asks the host to SIGSTOP the init, makes N orphans die and waits until
+ *       all are zombies, then SIGCONTs PID 1 and times until none is left;
+ *       the line gets four more fields, the same four.
+ *
+ *   benchtool stopper PID REQ ACK
+ *       Host side of that: for every byte read from REQ, SIGSTOP PID (forced:
+ *       it comes from the parent pid namespace), wait until it is stopped,
+ *       write a byte to ACK. Ends at EOF on REQ.
  *
  *   benchtool sigapp FIFO
  *       The app for signal latency: blocks SIGUSR1 and SIGTERM, opens FIFO for
@@ -37,6 +52,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -129,6 +145,21 @@ static int64_t init_cpu_ns(void)
 		return -1;
 	buf[n] = 0;
 	return strtoll(buf, NULL, 10);
+}
+
+/* Times PID 1 went to sleep so far: voluntary_ctxt_switches in /proc/1/status. */
+static long init_sleeps(void)
+{
+	FILE *f = fopen("/proc/1/status", "re");
+	if (!f)
+		return -1;
+	char line[256];
+	long v = -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
 }
 
 static int read_full(int fd, void *buf, size_t len)
@@ -256,14 +287,16 @@ static int cmd_storm(int n, int rounds, const char *outfile, const char *req, co
 		/* 1. The storm as it comes: release, and time until no zombie is left. */
 		int made = make_orphans(n, kid, &pgid);
 		sleep_ns(50000000); /* let the machine settle */
+		long w0 = init_sleeps();
 		int64_t c0 = init_cpu_ns();
 		int64_t t0 = now_ns();
 		if (kill(-pgid, SIGKILL) < 0)
 			die("kill storm group");
 		int left = wait_all_reaped(kid, made, t0, &t1);
 		int64_t c1 = init_cpu_ns();
-		fprintf(out, "%.3f %d %.3f", (double)(t1 - t0) / 1e6, left,
-			c0 < 0 || c1 < 0 ? -1.0 : (double)(c1 - c0) / 1e6);
+		long w1 = init_sleeps();
+		fprintf(out, "%.3f %d %.3f %ld", (double)(t1 - t0) / 1e6, left,
+			c0 < 0 || c1 < 0 ? -1.0 : (double)(c1 - c0) / 1e6, w1 - w0);
 
 		/*
 		 * 2. The backlog: the host stops the init (SIGSTOP from the parent
@@ -287,13 +320,15 @@ static int cmd_storm(int n, int rounds, const char *outfile, const char *req, co
 				else
 					sleep_ns(1000000);
 			sleep_ns(20000000);
+			w0 = init_sleeps();
 			c0 = init_cpu_ns();
 			t0 = now_ns();
 			kill(1, SIGCONT);
 			left = wait_all_reaped(kid, made, t0, &t1);
 			c1 = init_cpu_ns();
-			fprintf(out, " %.3f %d %.3f", (double)(t1 - t0) / 1e6, left,
-				c0 < 0 || c1 < 0 ? -1.0 : (double)(c1 - c0) / 1e6);
+			w1 = init_sleeps();
+			fprintf(out, " %.3f %d %.3f %ld", (double)(t1 - t0) / 1e6, left,
+				c0 < 0 || c1 < 0 ? -1.0 : (double)(c1 - c0) / 1e6, w1 - w0);
 		}
 		fprintf(out, "\n");
 		fflush(out);
@@ -415,8 +450,38 @@ static int cmd_sigsend(int samples, const char *outfile, int ninit, char **argv)
 	return 0;
 }
 
+/* "static" when the ELF file has no PT_INTERP (static and static-pie alike), else "dynamic". */
+static int cmd_elf(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		die(path);
+	Elf64_Ehdr eh;
+	if (fread(&eh, sizeof eh, 1, f) != 1 || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64) {
+		printf("unknown\n");
+		return 0;
+	}
+	const char *kind = "static";
+	for (int i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+		if (fseek(f, (long)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize), SEEK_SET) ||
+		    fread(&ph, sizeof ph, 1, f) != 1) {
+			kind = "unknown";
+			break;
+		}
+		if (ph.p_type == PT_INTERP)
+			kind = "dynamic";
+	}
+	fclose(f);
+	printf("%s\n", kind);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "elf"))
+		return cmd_elf(argv[2]);
 	if (argc >= 3 && !strcmp(argv[1], "children"))
 		return cmd_children(atol(argv[2]));
 	if ((argc == 5 || argc == 7) && !strcmp(argv[1], "storm"))
@@ -428,7 +493,7 @@ int main(int argc, char **argv)
 		return cmd_sigapp(argv[2]);
 	if (argc >= 6 && argc % 2 == 0 && !strcmp(argv[1], "sigsend"))
 		return cmd_sigsend(atoi(argv[2]), argv[3], (argc - 4) / 2, argv + 4);
-	fprintf(stderr, "usage: benchtool children PPID | storm N ROUNDS OUTFILE [REQ ACK] |"
+	fprintf(stderr, "usage: benchtool elf PATH | children PPID | storm N ROUNDS OUTFILE [REQ ACK] |"
 			" stopper PID REQ ACK | sigapp FIFO |"
 			" sigsend SAMPLES OUTFILE FIFO PID [FIFO PID ...]\n");
 	return 2;
