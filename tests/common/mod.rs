@@ -232,8 +232,8 @@ impl Drainit {
                 let _ = stdin.write_all(&bytes);
             });
         }
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let stdout = Some(collect(child.stdout.take().unwrap()));
+        let stderr = Some(collect(child.stderr.take().unwrap()));
         Running {
             mode: self.mode,
             child,
@@ -288,8 +288,8 @@ pub struct Running {
     mode: Mode,
     child: Child,
     started: Instant,
-    stdout: Sink,
-    stderr: Sink,
+    stdout: Option<Sink>,
+    stderr: Option<Sink>,
     drainit: Option<i32>,
 }
 
@@ -333,7 +333,10 @@ impl Running {
     }
 
     pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.0.lock().unwrap()).into_owned()
+        let Some(sink) = &self.stderr else {
+            return String::new();
+        };
+        String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned()
     }
 
     /// Waits until drainit has logged a line containing `text`.
@@ -390,10 +393,25 @@ impl Running {
         Outcome {
             code: status.code(),
             signal: status.signal(),
-            stdout: join(self.stdout),
-            stderr: String::from_utf8_lossy(&join(self.stderr)).into_owned(),
+            stdout: join(self.stdout.take().unwrap()),
+            stderr: String::from_utf8_lossy(&join(self.stderr.take().unwrap())).into_owned(),
             elapsed,
         }
+    }
+}
+
+impl Drop for Running {
+    /// A test that failed half-way leaves nothing running: drainit, the app
+    /// and whatever they started are SIGKILLed.
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let root = self.child.id() as i32;
+        for pid in descendants(root).into_iter().chain([root]) {
+            kill(pid, SIGKILL);
+        }
+        let _ = self.child.wait();
     }
 }
 
