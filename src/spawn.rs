@@ -35,7 +35,8 @@ pub fn spawn(run: &Run, inherited: sys::Inherited) -> Result<App, Error> {
         command: program.clone(),
         source,
     })?;
-    let pid = i32::try_from(child.id()).map_err(|_| Error::Usage("pid out of range".into()))?;
+    // Linux pids are at most 2^22 (pid_max), so they fit an i32.
+    let pid = child.id() as i32;
     Ok(App {
         pid,
         own_group: run.group,
