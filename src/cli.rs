@@ -164,6 +164,25 @@ pub enum Parsed {
     Print(String),
 }
 
+/// The `DRAINIT_*` variables among `names` that drainit does not know: most
+/// likely a typo in a task definition, which would silently turn an option off.
+pub fn unknown_variables<I: IntoIterator<Item = OsString>>(names: I) -> Vec<String> {
+    let command = Cli::command();
+    let known: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned())
+        .chain(["DRAINIT_LOG".to_string()])
+        .collect();
+    let mut unknown: Vec<String> = names
+        .into_iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("DRAINIT_") && !known.contains(n))
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 /// Parses `args` (program name first) with the environment, and checks it.
 pub fn parse(args: Vec<OsString>) -> Result<Parsed, Error> {
     let matches = match Cli::command().try_get_matches_from(&args) {
@@ -497,6 +516,21 @@ mod tests {
                 assert!(err.contains(name), "{args:?}: '{err}' should name {name}");
             }
         }
+    }
+
+    #[test]
+    fn spots_unknown_variables() {
+        let names = [
+            "DRAINIT_DRAIN_DELAY",
+            "DRAINIT_DRAIN_DELAYS",
+            "DRAINIT_LOG",
+            "PATH",
+            "DRAINIT_STOPTIMEOUT",
+        ];
+        assert_eq!(
+            unknown_variables(names.map(OsString::from)),
+            ["DRAINIT_DRAIN_DELAYS", "DRAINIT_STOPTIMEOUT"]
+        );
     }
 
     #[test]

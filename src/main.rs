@@ -59,6 +59,11 @@ fn run(args: Vec<OsString>) -> i32 {
         }
     };
     init_logging(config.log);
+    for name in cli::unknown_variables(std::env::vars_os().map(|(name, _)| name)) {
+        log::warn!(
+            "ignoring unknown variable {name} (see drainit --help for the DRAINIT_* variables)"
+        );
+    }
     match config.mode {
         Mode::Healthcheck(health) => {
             let (healthy, reason) = health::check(&health);

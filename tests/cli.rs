@@ -129,3 +129,17 @@ fn verbose_and_quiet_change_what_is_logged() {
         .run(secs(10.0));
     assert_eq!(out.stderr_lines(), ["drainit: the app exited with code 4"]);
 }
+
+#[test]
+fn an_unknown_variable_is_warned_about_but_does_not_stop_the_app() {
+    let out = Drainit::new(Mode::Parent)
+        .env("DRAINIT_DRAIN_DELAYS", "15s")
+        .args(&["sh", "-c", "exit 5"])
+        .run(secs(10.0));
+    assert_eq!(out.code, Some(5));
+    assert!(
+        out.stderr.contains("warning: ignoring unknown variable DRAINIT_DRAIN_DELAYS"),
+        "{}",
+        out.stderr
+    );
+}
