@@ -554,14 +554,15 @@ impl Running {
             return inner;
         }
         let drainit = self.pid();
-        descendants(drainit)
-            .into_iter()
-            .find(|p| {
+        // Retried: a walk of /proc can miss a process being reparented to drainit.
+        wait_until(Duration::from_secs(5), || {
+            descendants(drainit).into_iter().find(|p| {
                 status_field(*p, "NSpid")
                     .and_then(|v| v.split_whitespace().last().map(str::to_string))
                     .is_some_and(|last| last == inner.to_string())
             })
-            .unwrap_or_else(|| panic!("no process with inner pid {inner} under drainit"))
+        })
+        .unwrap_or_else(|| panic!("no process with inner pid {inner} under drainit"))
     }
 }
 
