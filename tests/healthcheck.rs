@@ -32,12 +32,13 @@ fn server(status: Option<u16>) -> String {
     format!("http://127.0.0.1:{port}/healthz")
 }
 
-/// A URL whose port refuses connections.
-fn refused() -> String {
+/// A URL that refuses connections. The port stays bound on 127.0.0.1 for as
+/// long as the listener lives, so no other test can take it, and nothing
+/// listens on 127.0.0.2 at that port.
+fn refused() -> (String, TcpListener) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}/healthz")
+    (format!("http://127.0.0.2:{port}/healthz"), listener)
 }
 
 fn check(args: &[&str]) -> Outcome {
@@ -76,7 +77,7 @@ fn a_503_is_unhealthy() {
 
 #[test]
 fn a_refused_connection_is_unhealthy() {
-    let url = refused();
+    let (url, _held) = refused();
     let out = check(&["--url", &url]);
     assert_eq!(out.code, Some(1));
     assert!(one_line(&out).contains("refused"), "{}", one_line(&out));
