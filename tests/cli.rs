@@ -138,7 +138,8 @@ fn an_unknown_variable_is_warned_about_but_does_not_stop_the_app() {
         .run(secs(10.0));
     assert_eq!(out.code, Some(5));
     assert!(
-        out.stderr.contains("warning: ignoring unknown variable DRAINIT_DRAIN_DELAYS"),
+        out.stderr
+            .contains("warning: ignoring unknown variable DRAINIT_DRAIN_DELAYS"),
         "{}",
         out.stderr
     );
