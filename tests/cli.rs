@@ -95,39 +95,30 @@ fn no_group_from_flag_or_variable_keeps_the_app_in_drainits_group() {
 
 #[test]
 fn verbose_and_quiet_change_what_is_logged() {
-    let out = Drainit::new(Mode::Parent)
-        .arg("-v")
-        .args(&["sh", "-c", "exit 0"])
-        .run(secs(10.0));
-    assert!(
-        out.stderr.contains("drainit: debug: started"),
-        "{}",
-        out.stderr
-    );
-    let out = Drainit::new(Mode::Parent)
-        .env("DRAINIT_VERBOSE", "true")
-        .args(&["sh", "-c", "exit 0"])
-        .run(secs(10.0));
-    assert!(
-        out.stderr.contains("drainit: debug: started"),
-        "{}",
-        out.stderr
-    );
-    let out = Drainit::new(Mode::Parent)
-        .arg("-q")
-        .args(&["sh", "-c", "exit 4"])
-        .run(secs(10.0));
-    assert_eq!(out.code, Some(4));
-    assert!(out.stderr.is_empty(), "-q: {}", out.stderr);
-    let out = Drainit::new(Mode::Parent)
-        .env("DRAINIT_LOG", "warn")
-        .args(&["sh", "-c", "exit 4"])
-        .run(secs(10.0));
-    assert!(out.stderr.is_empty(), "DRAINIT_LOG=warn: {}", out.stderr);
-    let out = Drainit::new(Mode::Parent)
-        .args(&["sh", "-c", "exit 4"])
-        .run(secs(10.0));
-    assert_eq!(out.stderr_lines(), ["drainit: the app exited with code 4"]);
+    let default = ["drainit: the app exited with code 4"];
+    type Check<'a> = &'a dyn Fn(&str) -> bool;
+    // (flag, variable, what stderr must be)
+    let cases: [(Option<&str>, Option<(&str, &str)>, Check); 5] = [
+        (Some("-v"), None, &|e| e.contains("drainit: debug: started")),
+        (None, Some(("DRAINIT_VERBOSE", "true")), &|e| {
+            e.contains("drainit: debug: started")
+        }),
+        (Some("-q"), None, &|e| e.is_empty()),
+        (None, Some(("DRAINIT_LOG", "warn")), &|e| e.is_empty()),
+        (None, None, &|e| e.lines().eq(default)),
+    ];
+    for (flag, var, wanted) in cases {
+        let mut d = Drainit::new(Mode::Parent);
+        if let Some(flag) = flag {
+            d = d.arg(flag);
+        }
+        if let Some((key, value)) = var {
+            d = d.env(key, value);
+        }
+        let out = d.args(&["sh", "-c", "exit 4"]).run(secs(10.0));
+        assert_eq!(out.code, Some(4));
+        assert!(wanted(&out.stderr), "{flag:?} {var:?}: {}", out.stderr);
+    }
 }
 
 #[test]
