@@ -95,29 +95,29 @@ fn no_group_from_flag_or_variable_keeps_the_app_in_drainits_group() {
 
 #[test]
 fn verbose_and_quiet_change_what_is_logged() {
-    let default = ["drainit: the app exited with code 4"];
-    type Check<'a> = &'a dyn Fn(&str) -> bool;
-    // (flag, variable, what stderr must be)
-    let cases: [(Option<&str>, Option<(&str, &str)>, Check); 5] = [
-        (Some("-v"), None, &|e| e.contains("drainit: debug: started")),
-        (None, Some(("DRAINIT_VERBOSE", "true")), &|e| {
-            e.contains("drainit: debug: started")
-        }),
-        (Some("-q"), None, &|e| e.is_empty()),
-        (None, Some(("DRAINIT_LOG", "warn")), &|e| e.is_empty()),
-        (None, None, &|e| e.lines().eq(default)),
+    let debug = |e: &str| e.contains("drainit: debug: started");
+    let silent = |e: &str| e.is_empty();
+    let default = |e: &str| e.lines().eq(["drainit: the app exited with code 4"]);
+    let cases = [
+        (
+            Drainit::new(Mode::Parent).arg("-v"),
+            &debug as &dyn Fn(&str) -> bool,
+        ),
+        (
+            Drainit::new(Mode::Parent).env("DRAINIT_VERBOSE", "true"),
+            &debug,
+        ),
+        (Drainit::new(Mode::Parent).arg("-q"), &silent),
+        (
+            Drainit::new(Mode::Parent).env("DRAINIT_LOG", "warn"),
+            &silent,
+        ),
+        (Drainit::new(Mode::Parent), &default),
     ];
-    for (flag, var, wanted) in cases {
-        let mut d = Drainit::new(Mode::Parent);
-        if let Some(flag) = flag {
-            d = d.arg(flag);
-        }
-        if let Some((key, value)) = var {
-            d = d.env(key, value);
-        }
+    for (i, (d, wanted)) in cases.into_iter().enumerate() {
         let out = d.args(&["sh", "-c", "exit 4"]).run(secs(10.0));
         assert_eq!(out.code, Some(4));
-        assert!(wanted(&out.stderr), "{flag:?} {var:?}: {}", out.stderr);
+        assert!(wanted(&out.stderr), "case {i}: {}", out.stderr);
     }
 }
 
