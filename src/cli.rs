@@ -384,7 +384,6 @@ impl Run {
 
         let drain = draining.then_some(Drain {
             on,
-            file: cli.drain_file.is_some(),
             delay,
             stop_signal: cli.stop_signal,
             kill_after,

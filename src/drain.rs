@@ -24,8 +24,6 @@ pub const KILL_WAIT: Duration = Duration::from_secs(2);
 pub struct Drain {
     /// Signals that start a drain (`--drain-on`).
     pub on: SigSet,
-    /// Whether a drain file is to be written (`--drain-file`).
-    pub file: bool,
     /// How long the app keeps serving after the drain starts (`--drain-delay`).
     pub delay: Duration,
     /// What the app's group is sent when the delay ends; `None`: the signal that started the drain.
@@ -318,7 +316,6 @@ mod tests {
         Machine::new(Policy {
             drain: Some(Drain {
                 on: SigSet::of(&[Signal::TERM]),
-                file: true,
                 delay: secs(delay),
                 stop_signal: stop,
                 kill_after: kill_after.map(secs),

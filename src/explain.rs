@@ -183,7 +183,6 @@ mod tests {
             policy: Policy {
                 drain: Some(Drain {
                     on: SigSet::of(&[Signal::TERM]),
-                    file: true,
                     delay: Duration::from_secs(delay),
                     stop_signal: None,
                     kill_after: kill.map(Duration::from_secs),
