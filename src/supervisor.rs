@@ -119,7 +119,7 @@ impl Supervisor<'_> {
             while let Some((pid, status)) = sys::reap_one() {
                 if pid == self.app.pid && self.app_alive {
                     self.app_alive = false;
-                    log_app_exit(status);
+                    info!("the app {}", describe(status));
                     events.push(Event::AppExited(status.code()));
                 } else {
                     debug!("reaped pid {pid} ({})", describe(status));
@@ -127,27 +127,29 @@ impl Supervisor<'_> {
             }
             let now = self.now();
             for event in events.drain(..) {
-                for action in self.machine.step(event, now) {
-                    if let Some(code) = self.carry_out(action) {
-                        return code;
-                    }
+                if let Some(code) = self.feed(event, now) {
+                    return code;
                 }
             }
             if self.machine.next_deadline().is_some_and(|due| now >= due) {
-                for action in self.machine.step(Event::Deadline, now) {
-                    if let Some(code) = self.carry_out(action) {
-                        return code;
-                    }
+                if let Some(code) = self.feed(Event::Deadline, now) {
+                    return code;
                 }
             }
             if self.machine.awaiting_leftovers() && !self.leftovers_alive() {
-                for action in self.machine.step(Event::LeftoversGone, now) {
-                    if let Some(code) = self.carry_out(action) {
-                        return code;
-                    }
+                if let Some(code) = self.feed(Event::LeftoversGone, now) {
+                    return code;
                 }
             }
         }
+    }
+
+    /// Steps the machine and carries out its actions; `Some(code)`: exit with it.
+    fn feed(&mut self, event: Event, now: Duration) -> Option<i32> {
+        self.machine
+            .step(event, now)
+            .into_iter()
+            .find_map(|action| self.carry_out(action))
     }
 
     /// Where signals for the app go now: its group, or its pid while it lives.
@@ -335,10 +337,6 @@ impl Supervisor<'_> {
             false
         }
     }
-}
-
-fn log_app_exit(status: Status) {
-    info!("the app {}", describe(status));
 }
 
 fn describe(status: Status) -> String {
