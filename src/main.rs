@@ -34,9 +34,13 @@ fn run(args: Vec<OsString>) -> i32 {
     // none kills it before the app can be told.
     let inherited = match sys::take_over_signals() {
         Ok(inherited) => inherited,
-        Err(e) => {
-            eprintln!("drainit: cannot block signals: {e}");
-            return exit::OWN_ERROR;
+        Err(source) => {
+            let e = error::Error::Setup {
+                what: "block signals",
+                source,
+            };
+            eprintln!("drainit: {e}");
+            return e.exit_code();
         }
     };
     let config = match cli::parse(args) {
