@@ -135,7 +135,7 @@ pub enum KillSource {
 
 /// What running an app (or explaining how it would be stopped) needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Run {
+pub struct Launch {
     pub command: Vec<OsString>,
     pub group: bool,
     pub drain_file: Option<PathBuf>,
@@ -146,8 +146,8 @@ pub struct Run {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
-    Run(Run),
-    Explain(Run),
+    Run(Launch),
+    Explain(Launch),
     Healthcheck(Health),
 }
 
@@ -281,27 +281,27 @@ impl Config {
                 return usage(format!("--{id} only applies with --healthcheck"));
             }
         }
-        let run = Run::try_from_cli(&cli, matches)?;
+        let launch = Launch::try_from_cli(&cli, matches)?;
         if cli.explain {
             return Ok(Config {
-                mode: Mode::Explain(run),
+                mode: Mode::Explain(launch),
                 log,
             });
         }
-        if run.command.is_empty() {
+        if launch.command.is_empty() {
             return usage(
                 "missing COMMAND to run (usage: drainit [OPTIONS] [--] COMMAND [ARG]...)".into(),
             );
         }
         Ok(Config {
-            mode: Mode::Run(run),
+            mode: Mode::Run(launch),
             log,
         })
     }
 }
 
-impl Run {
-    fn try_from_cli(cli: &Cli, matches: &ArgMatches) -> Result<Run, Error> {
+impl Launch {
+    fn try_from_cli(cli: &Cli, matches: &ArgMatches) -> Result<Launch, Error> {
         let usage = |text: String| Err(Error::Usage(text));
         let given = |id: &str| {
             matches
@@ -388,7 +388,7 @@ impl Run {
             stop_signal: cli.stop_signal,
             kill_after,
         });
-        Ok(Run {
+        Ok(Launch {
             command: cli.command.clone(),
             group: !cli.no_group,
             drain_file: cli.drain_file.clone(),
@@ -428,7 +428,7 @@ mod tests {
         }
     }
 
-    fn run(args: &[&str]) -> Run {
+    fn launch(args: &[&str]) -> Launch {
         match parse_strs(args).unwrap().mode {
             Mode::Run(r) => r,
             other => panic!("{other:?}"),
@@ -437,24 +437,24 @@ mod tests {
 
     #[test]
     fn options_end_at_the_first_command_word() {
-        let r = run(&["sh", "-c", "exit 3", "--no-group"]);
+        let r = launch(&["sh", "-c", "exit 3", "--no-group"]);
         assert_eq!(r.command, ["sh", "-c", "exit 3", "--no-group"]);
         assert!(r.group);
-        let r = run(&["--no-group", "--", "-weird-name", "-v"]);
+        let r = launch(&["--no-group", "--", "-weird-name", "-v"]);
         assert_eq!(r.command, ["-weird-name", "-v"]);
         assert!(!r.group);
     }
 
     #[test]
     fn no_drain_option_means_plain_forwarding() {
-        let r = run(&["app"]);
+        let r = launch(&["app"]);
         assert_eq!(r.policy.drain, None);
         assert_eq!(r.policy.grace, Duration::from_secs(5));
     }
 
     #[test]
     fn stop_timeout_alone_escalates_a_second_before() {
-        let r = run(&["--stop-timeout", "30s", "--drain-delay", "5s", "app"]);
+        let r = launch(&["--stop-timeout", "30s", "--drain-delay", "5s", "app"]);
         let d = r.policy.drain.unwrap();
         assert_eq!(d.kill_after, Some(Duration::from_secs(29)));
         assert_eq!(d.delay, Duration::from_secs(5));

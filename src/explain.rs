@@ -4,26 +4,26 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::cli::{ESCALATION_MARGIN, KillSource, Run, show_command};
+use crate::cli::{ESCALATION_MARGIN, KillSource, Launch, show_command};
 use crate::time::format_duration;
 
-pub fn timeline(run: &Run) -> String {
+pub fn timeline(launch: &Launch) -> String {
     let mut out = String::new();
     let t = |d: Duration| format!("t+{}", format_duration(d));
-    let command = if run.command.is_empty() {
+    let command = if launch.command.is_empty() {
         "(no command given)".to_string()
     } else {
-        show_command(&run.command)
+        show_command(&launch.command)
     };
-    let target = if run.group {
+    let target = if launch.group {
         "the app's process group"
     } else {
         "the app (--no-group: its pid only)"
     };
-    let grace = format_duration(run.policy.grace);
+    let grace = format_duration(launch.policy.grace);
     let _ = writeln!(out, "command: {command}");
 
-    let Some(drain) = &run.policy.drain else {
+    let Some(drain) = &launch.policy.drain else {
         let _ = writeln!(
             out,
             "no drain option: every signal goes to {target} at once."
@@ -62,7 +62,7 @@ pub fn timeline(run: &Run) -> String {
             .map(|s| s.to_string())
             .unwrap_or_default()
     );
-    match &run.drain_file {
+    match &launch.drain_file {
         Some(path) => {
             let _ = writeln!(
                 out,
@@ -104,7 +104,7 @@ pub fn timeline(run: &Run) -> String {
             );
         }
     }
-    if let Some(stop_timeout) = run.stop_timeout {
+    if let Some(stop_timeout) = launch.stop_timeout {
         let _ = writeln!(
             out,
             "  {:<6} the orchestrator's SIGKILL (--stop-timeout)",
@@ -122,7 +122,7 @@ pub fn timeline(run: &Run) -> String {
 
     let _ = writeln!(out, "checks:");
     let mut checks = Vec::new();
-    match (drain.kill_after, run.kill_source, run.stop_timeout) {
+    match (drain.kill_after, launch.kill_source, launch.stop_timeout) {
         (Some(kill), Some(KillSource::StopTimeout), Some(stop)) => checks.push(format!(
             "ok: SIGKILL at {} is {} before the orchestrator's at {} (--stop-timeout)",
             t(kill),
@@ -150,7 +150,7 @@ pub fn timeline(run: &Run) -> String {
             format_duration(kill.saturating_sub(drain.delay))
         ));
     }
-    if run.drain_file.is_some() && drain.delay.is_zero() {
+    if launch.drain_file.is_some() && drain.delay.is_zero() {
         checks.push(
             "warning: --drain-delay is 0: the load balancer has no time to see the drain file before the app stops"
                 .to_string(),
@@ -168,13 +168,13 @@ mod tests {
     use crate::drain::{Drain, Policy};
     use crate::signals::{SigSet, Signal};
 
-    fn run(
+    fn launch(
         delay: u64,
         kill: Option<u64>,
         stop_timeout: Option<u64>,
         source: Option<KillSource>,
-    ) -> Run {
-        Run {
+    ) -> Launch {
+        Launch {
             command: vec!["node".into(), "server.js".into()],
             group: true,
             drain_file: Some("/tmp/draining".into()),
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn shows_the_ecs_timeline() {
-        let text = timeline(&run(5, Some(29), Some(30), Some(KillSource::StopTimeout)));
+        let text = timeline(&launch(5, Some(29), Some(30), Some(KillSource::StopTimeout)));
         for line in [
             "t+0s   drain file /tmp/draining written",
             "t+5s   the signal that started the drain, then SIGCONT",
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn warns_without_a_kill_deadline() {
-        let text = timeline(&run(0, None, None, None));
+        let text = timeline(&launch(0, None, None, None));
         assert!(
             text.contains("warning: no --kill-after or --stop-timeout"),
             "{text}"

@@ -74,11 +74,11 @@ fn run(args: Vec<OsString>) -> i32 {
             println!("{reason}");
             i32::from(!healthy)
         }
-        Mode::Explain(run) => {
-            print!("{}", explain::timeline(&run));
+        Mode::Explain(launch) => {
+            print!("{}", explain::timeline(&launch));
             0
         }
-        Mode::Run(run) => supervisor::run(&run, inherited),
+        Mode::Run(launch) => supervisor::supervise(&launch, inherited),
     }
 }
 

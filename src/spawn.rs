@@ -6,7 +6,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use crate::cli::Run;
+use crate::cli::Launch;
 use crate::error::Error;
 use crate::sys;
 
@@ -18,14 +18,14 @@ pub struct App {
     pub own_group: bool,
 }
 
-pub fn spawn(run: &Run, inherited: sys::Inherited) -> Result<App, Error> {
-    let Some((program, args)) = run.command.split_first() else {
+pub fn spawn(launch: &Launch, inherited: sys::Inherited) -> Result<App, Error> {
+    let Some((program, args)) = launch.command.split_first() else {
         return Err(Error::Usage("missing COMMAND".into()));
     };
     let mut command = Command::new(program);
     command.args(args);
-    let take_terminal = run.group && sys::holds_terminal_foreground();
-    if run.group {
+    let take_terminal = launch.group && sys::holds_terminal_foreground();
+    if launch.group {
         command.process_group(0);
     }
     sys::prepare_child(&mut command, inherited, take_terminal);
@@ -39,6 +39,6 @@ pub fn spawn(run: &Run, inherited: sys::Inherited) -> Result<App, Error> {
     let pid = child.id() as i32;
     Ok(App {
         pid,
-        own_group: run.group,
+        own_group: launch.group,
     })
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, error, info, warn};
 
-use crate::cli::{Run, show_command};
+use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
 use crate::exit::Status;
 use crate::signals::{SigSet, Signal};
@@ -19,14 +19,14 @@ use crate::spawn::{self, App};
 use crate::sys::{self, Inherited, SignalFd, Target};
 use crate::time::{format_duration, rfc3339, since};
 
-pub fn run(run: &Run, inherited: Inherited) -> i32 {
+pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let pid1 = sys::pid() == 1;
     if !pid1 {
         if let Err(e) = sys::become_subreaper() {
             warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
         }
     }
-    if let Some(path) = &run.drain_file {
+    if let Some(path) = &launch.drain_file {
         remove_stale_drain_file(path);
     }
     let signals = match SignalFd::new(SigSet::catchable()) {
@@ -40,7 +40,7 @@ pub fn run(run: &Run, inherited: Inherited) -> i32 {
             return e.exit_code();
         }
     };
-    let app = match spawn::spawn(run, inherited) {
+    let app = match spawn::spawn(launch, inherited) {
         Ok(app) => app,
         Err(e) => {
             error!("{e}");
@@ -49,7 +49,7 @@ pub fn run(run: &Run, inherited: Inherited) -> i32 {
     };
     debug!(
         "started '{}' as pid {}{}; drainit is {}",
-        show_command(&run.command),
+        show_command(&launch.command),
         app.pid,
         if app.own_group {
             " in a process group of its own"
@@ -59,19 +59,19 @@ pub fn run(run: &Run, inherited: Inherited) -> i32 {
         if pid1 { "PID 1" } else { "a child subreaper" }
     );
     Supervisor {
-        run,
+        launch,
         app,
         pid1,
         self_pid: sys::pid(),
         app_alive: true,
         started: Instant::now(),
-        machine: Machine::new(run.policy.clone()),
+        machine: Machine::new(launch.policy.clone()),
     }
     .supervise(&signals)
 }
 
 struct Supervisor<'a> {
-    run: &'a Run,
+    launch: &'a Launch,
     app: App,
     pid1: bool,
     self_pid: i32,
@@ -210,12 +210,12 @@ impl Supervisor<'_> {
 
     fn start_drain(&self, signal: Signal) {
         let delay = self
-            .run
+            .launch
             .policy
             .drain
             .as_ref()
             .map_or(Duration::ZERO, |d| d.delay);
-        let file = match &self.run.drain_file {
+        let file = match &self.launch.drain_file {
             Some(path) => match write_drain_file(path, signal) {
                 Ok(()) => format!("; drain file {} written", path.display()),
                 Err(e) => {
