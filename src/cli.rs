@@ -11,6 +11,7 @@ use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use crate::drain::{Drain, Policy};
 use crate::error::Error;
+use crate::health::{Health, Url};
 use crate::signals::{SigSet, Signal};
 use crate::time::{format_duration, parse_duration};
 
@@ -116,14 +117,6 @@ pub enum LogLevel {
     Quiet,
     Normal,
     Verbose,
-}
-
-/// What `--healthcheck` checks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Health {
-    pub drain_file: Option<PathBuf>,
-    pub url: Option<crate::health::Url>,
-    pub timeout: Duration,
 }
 
 /// Where the kill deadline came from, for `--explain` and the logs.
@@ -261,10 +254,9 @@ impl Config {
                 return usage("--timeout must be longer than 0s".into());
             }
             let url = match &cli.url {
-                Some(text) => Some(
-                    crate::health::Url::parse(text)
-                        .map_err(|e| Error::Usage(format!("--url: {e}")))?,
-                ),
+                Some(text) => {
+                    Some(Url::parse(text).map_err(|e| Error::Usage(format!("--url: {e}")))?)
+                }
                 None => None,
             };
             return Ok(Config {

@@ -67,7 +67,7 @@ pub fn timeline(launch: &Launch) -> String {
             let _ = writeln!(
                 out,
                 "  t+0s   drain file {} written: health checks report unhealthy (503)",
-                path.display()
+                crate::text::path(path)
             );
         }
         None => {
@@ -194,7 +194,12 @@ mod tests {
 
     #[test]
     fn shows_the_ecs_timeline() {
-        let text = timeline(&launch(5, Some(29), Some(30), Some(KillSource::StopTimeout)));
+        let text = timeline(&launch(
+            5,
+            Some(29),
+            Some(30),
+            Some(KillSource::StopTimeout),
+        ));
         for line in [
             "t+0s   drain file /tmp/draining written",
             "t+5s   the signal that started the drain, then SIGCONT",

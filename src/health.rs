@@ -5,11 +5,18 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::Health;
 use crate::time::format_duration;
+
+/// What `--healthcheck` checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub drain_file: Option<PathBuf>,
+    pub url: Option<crate::health::Url>,
+    pub timeout: Duration,
+}
 
 /// An `http://host[:port][/path]` URL, the only kind a local health check needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +88,7 @@ pub fn check(health: &Health) -> (bool, String) {
         return match &health.drain_file {
             Some(path) => (
                 true,
-                format!("healthy: not draining ({} absent)", path.display()),
+                format!("healthy: not draining ({} absent)", crate::text::path(path)),
             ),
             None => (
                 true,
@@ -109,7 +116,7 @@ fn draining(path: &Path) -> Option<String> {
     };
     Some(format!(
         "unhealthy: draining: {} exists{detail}",
-        path.display()
+        crate::text::path(path)
     ))
 }
 

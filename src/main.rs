@@ -16,6 +16,7 @@ mod spawn;
 mod supervisor;
 #[allow(unsafe_code)]
 mod sys;
+mod text;
 mod time;
 
 use std::ffi::OsString;

@@ -217,11 +217,11 @@ impl Supervisor<'_> {
             .map_or(Duration::ZERO, |d| d.delay);
         let file = match &self.launch.drain_file {
             Some(path) => match write_drain_file(path, signal) {
-                Ok(()) => format!("; drain file {} written", path.display()),
+                Ok(()) => format!("; drain file {} written", crate::text::path(path)),
                 Err(e) => {
                     warn!(
                         "cannot write drain file {}: {e}; draining anyway",
-                        path.display()
+                        crate::text::path(path)
                     );
                     String::new()
                 }
@@ -359,9 +359,12 @@ fn describe_target(target: Target) -> String {
 
 fn remove_stale_drain_file(path: &Path) {
     match std::fs::remove_file(path) {
-        Ok(()) => info!("removed stale drain file {}", path.display()),
+        Ok(()) => info!("removed stale drain file {}", crate::text::path(path)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!("cannot remove stale drain file {}: {e}", path.display()),
+        Err(e) => warn!(
+            "cannot remove stale drain file {}: {e}",
+            crate::text::path(path)
+        ),
     }
 }
 
