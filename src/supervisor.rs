@@ -14,6 +14,7 @@ use log::{debug, error, info, warn};
 use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
 use crate::exit::Status;
+use crate::procfs;
 use crate::signals::{SigSet, Signal};
 use crate::spawn::{self, App};
 use crate::sys::{self, Inherited, SignalFd, Target};
@@ -274,10 +275,18 @@ impl Supervisor<'_> {
             return;
         }
         let targets: Vec<Target> = match (self.pid1, self.app.own_group, spare_group) {
-            (true, true, true) => others_outside_group(self.app.pid, self.self_pid)
-                .into_iter()
-                .map(Target::Pid)
-                .collect(),
+            (true, true, true) => match procfs::pids_outside_group(self.app.pid) {
+                Some(pids) => pids.into_iter().map(Target::Pid).collect(),
+                None => {
+                    // Without a /proc of this namespace the app's group cannot be
+                    // told from the rest, and a second SIGTERM must not reach it:
+                    // the rest gets only the SIGKILL after the grace period.
+                    warn!(
+                        "/proc is not this PID namespace's: cannot tell the app's group from the rest; no SIGTERM to what the app left outside its group"
+                    );
+                    vec![]
+                }
+            },
             (true, _, _) => vec![Target::All],
             (false, true, false) => vec![Target::Group(self.app.pid)],
             (false, _, _) => vec![],
@@ -375,38 +384,9 @@ fn write_drain_file(path: &Path, signal: Signal) -> std::io::Result<()> {
     )
 }
 
-/// Every process in /proc but drainit whose process group is not `pgid`.
-fn others_outside_group(pgid: i32, self_pid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != self_pid)
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| pgid_of(&s))
-                != Some(pgid)
-        })
-        .collect()
-}
-
-/// The process group from the text of /proc/PID/stat (the comm may hold spaces and parentheses).
-fn pgid_of(stat: &str) -> Option<i32> {
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_whitespace().nth(2)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_process_group_from_proc_stat() {
-        assert_eq!(pgid_of("42 (sleep) S 1 42 42 0 -1 4194560"), Some(42));
-        assert_eq!(pgid_of("7 (a (weird) name) R 1 5 5 0"), Some(5));
-        assert_eq!(pgid_of("garbage"), None);
-    }
 
     #[test]
     fn describes_exits() {
