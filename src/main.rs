@@ -1,7 +1,7 @@
 //! drainit: a small static PID 1 for containers.
 //!
-//! Parse, set up logging, run, and turn the result into the exit code. The
-//! entry point itself is `sys::main` (see there for why there is no `fn main`).
+//! The entry point: parse, set up logging, run, and turn the result into the
+//! exit code.
 
 #![cfg_attr(not(test), no_main)]
 
@@ -25,12 +25,22 @@ use std::io::Write;
 
 use cli::{LogLevel, Mode, Parsed};
 
-/// Runs drainit with these arguments and exits; the only `process::exit`.
-#[cfg_attr(test, allow(dead_code))]
-fn entry(args: Vec<OsString>) -> ! {
-    std::process::exit(run(args))
+/// The program entry point, and the only `process::exit`.
+///
+/// drainit has no Rust `fn main`: Rust's runtime start-up would set SIGPIPE to
+/// "ignore" before any of our code runs, and the app must inherit exactly the
+/// dispositions drainit was started with. So the C runtime calls this `main`.
+#[cfg(not(test))]
+#[allow(unsafe_code)] // `no_mangle` is an unsafe attribute; the function body has no unsafe.
+#[unsafe(no_mangle)]
+pub extern "C" fn main(
+    argc: std::ffi::c_int,
+    argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    std::process::exit(run(sys::args_from_c(argc, argv)))
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn run(args: Vec<OsString>) -> i32 {
     // First of all: from here on no signal is lost, none stops drainit, and
     // none kills it before the app can be told.

@@ -1,12 +1,13 @@
-//! The only module allowed `unsafe` and raw libc: the program entry point,
-//! the signal mask (raw `rt_sigprocmask`, which musl's wrapper would not let
+//! The only module allowed `unsafe` and raw libc: argv decoding, the signal
+//! mask (raw `rt_sigprocmask`, which musl's wrapper would not let
 //! touch signals 32–34), dispositions, signalfd, poll, `waitpid`, `kill`,
 //! the subreaper flag and the terminal hand-off. Everything here is a thin,
 //! documented wrapper; the decisions live elsewhere.
 
-use std::ffi::{c_int, c_long};
+use std::ffi::{CStr, OsString, c_int, c_long};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
@@ -17,27 +18,27 @@ use crate::signals::{self, SigSet};
 /// The size of the kernel's signal set, which the raw syscalls take.
 const KERNEL_SIGSET_BYTES: usize = 8;
 
-/// The program entry point. drainit has no `fn main`: Rust's runtime start-up
-/// would set SIGPIPE to "ignore" before any of our code runs, and the app must
-/// inherit exactly the dispositions drainit was started with.
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub extern "C" fn main(argc: c_int, argv: *const *const std::ffi::c_char) -> c_int {
-    use std::ffi::{CStr, OsString};
-    use std::os::unix::ffi::OsStringExt;
-    let mut args = Vec::with_capacity(usize::try_from(argc).unwrap_or(0));
-    for i in 0..usize::try_from(argc).unwrap_or(0) {
-        // SAFETY: the C runtime passes `argc` valid pointers in `argv`.
+/// The command line as the C runtime hands it over: `argc` NUL-terminated
+/// strings in `argv`, copied into owned values byte for byte. Only for the
+/// entry point in `main.rs`, which passes on exactly what the C runtime gave it
+/// (this keeps every `unsafe` block in this module).
+#[cfg_attr(test, allow(dead_code))]
+pub fn args_from_c(argc: c_int, argv: *const *const std::ffi::c_char) -> Vec<OsString> {
+    let count = usize::try_from(argc).unwrap_or(0);
+    let mut args = Vec::with_capacity(count);
+    for i in 0..count {
+        // SAFETY: the C runtime passes `argc` valid pointers in `argv` (the only
+        // caller is the entry point, with the C runtime's own arguments).
         let arg = unsafe { *argv.add(i) };
         if arg.is_null() {
             break;
         }
         // SAFETY: each argv entry is a NUL-terminated string that lives for the
-        // whole program; we copy its bytes out at once.
+        // call; we copy its bytes out at once.
         let bytes = unsafe { CStr::from_ptr(arg) }.to_bytes().to_vec();
         args.push(OsString::from_vec(bytes));
     }
-    crate::entry(args)
+    args
 }
 
 fn check(ret: c_long) -> io::Result<c_long> {
