@@ -74,6 +74,10 @@ pub struct Cli {
     #[arg(long, env = "DRAINIT_STOP_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_duration, help_heading = "Drain")]
     pub stop_timeout: Option<Duration>,
 
+    /// Answer health probes on this ADDR:PORT (:8081, 127.0.0.1:8081, [::]:8081): /ready turns 503 when the drain starts, /live stays 200 until the app exits
+    #[arg(long, env = "DRAINIT_HEALTH_LISTEN", value_name = "ADDR:PORT", value_parser = crate::listener::parse_address, help_heading = "Drain")]
+    pub health_listen: Option<std::net::SocketAddr>,
+
     /// Signals that start a drain [default: TERM]
     #[arg(long, env = "DRAINIT_DRAIN_ON", value_name = "SIGNALS", value_parser = SigSet::parse, help_heading = "Drain")]
     pub drain_on: Option<SigSet>,
@@ -135,6 +139,16 @@ pub struct Launch {
     pub stop_timeout: Option<Duration>,
     pub kill_source: Option<KillSource>,
     pub policy: Policy,
+    /// `--health-listen`, with the app's own health URL and its timeout.
+    pub listen: Option<Box<Listen>>,
+}
+
+/// The health listener's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub address: std::net::SocketAddr,
+    pub url: Option<Url>,
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,9 +282,13 @@ impl Config {
                 log,
             });
         }
-        for id in ["url", "timeout"] {
-            if from_command_line(id) {
-                return usage(format!("--{id} only applies with --healthcheck"));
+        if cli.health_listen.is_none() {
+            for id in ["url", "timeout"] {
+                if from_command_line(id) {
+                    return usage(format!(
+                        "--{id} only applies with --healthcheck or --health-listen"
+                    ));
+                }
             }
         }
         let launch = Launch::try_from_cli(&cli, matches)?;
@@ -390,6 +408,19 @@ impl Launch {
                 drain,
                 grace: cli.grace,
             },
+            listen: match cli.health_listen {
+                Some(address) => Some(Box::new(Listen {
+                    address,
+                    url: match &cli.url {
+                        Some(text) => Some(
+                            Url::parse(text).map_err(|e| Error::Usage(format!("--url: {e}")))?,
+                        ),
+                        None => None,
+                    },
+                    timeout: cli.timeout,
+                })),
+                None => None,
+            },
         })
     }
 }
@@ -486,7 +517,10 @@ mod tests {
             (&["--drain-delay", "5x", "app"], &["--drain-delay", "5x"]),
             (&["--kill-after", "-1", "app"], &["--kill-after"]),
             (&["--grace", "soon", "app"], &["--grace", "soon"]),
-            (&["--url", "http://x/", "app"], &["--url", "--healthcheck"]),
+            (
+                &["--url", "http://x/", "app"],
+                &["--url", "--healthcheck", "--health-listen"],
+            ),
             (
                 &["--healthcheck", "--url", "https://x/"],
                 &["--url", "https"],

@@ -189,6 +189,7 @@ mod tests {
                 }),
                 grace: Duration::from_secs(5),
             },
+            listen: None,
         }
     }
 

@@ -121,7 +121,7 @@ fn draining(path: &Path) -> Option<String> {
 }
 
 /// GETs the URL and returns the HTTP status code, all within `timeout`.
-fn get_status(url: &Url, timeout: Duration) -> Result<u16, String> {
+pub fn get_status(url: &Url, timeout: Duration) -> Result<u16, String> {
     let deadline = Instant::now() + timeout;
     let left = || {
         deadline

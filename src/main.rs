@@ -11,6 +11,7 @@ mod error;
 mod exit;
 mod explain;
 mod health;
+mod listener;
 mod procfs;
 mod signals;
 mod spawn;

@@ -14,6 +14,7 @@ use log::{debug, error, info, warn};
 use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
 use crate::exit::Status;
+use crate::listener::{self, Listener, Phase};
 use crate::procfs;
 use crate::signals::{SigSet, Signal};
 use crate::spawn::{self, App};
@@ -41,6 +42,24 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
             return e.exit_code();
         }
     };
+    let listener = match &launch.listen {
+        Some(listen) => {
+            let url = listen.url.clone().map(|u| (u, listen.timeout));
+            match Listener::bind(listen.address, url) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    let e = crate::error::Error::Usage(format!(
+                        "--health-listen {}: cannot listen: {}",
+                        listen.address,
+                        crate::error::os_reason(&e)
+                    ));
+                    error!("{e}");
+                    return e.exit_code();
+                }
+            }
+        }
+        None => None,
+    };
     let app = match spawn::spawn(launch, inherited) {
         Ok(app) => app,
         Err(e) => {
@@ -59,7 +78,15 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         },
         if pid1 { "PID 1" } else { "a child subreaper" }
     );
+    let health = listener.and_then(|l| match l.serve() {
+        Ok(status) => Some(status),
+        Err(e) => {
+            warn!("cannot start the health listener: {e}");
+            None
+        }
+    });
     Supervisor {
+        health,
         launch,
         app,
         pid1,
@@ -72,6 +99,8 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
 }
 
 struct Supervisor<'a> {
+    /// What the health listener answers, when there is one.
+    health: Option<listener::Status>,
     launch: &'a Launch,
     app: App,
     pid1: bool,
@@ -121,6 +150,9 @@ impl Supervisor<'_> {
                 if pid == self.app.pid && self.app_alive {
                     self.app_alive = false;
                     info!("the app {}", describe(status));
+                    self.tell_listener(Phase::Exited {
+                        code: status.code(),
+                    });
                     events.push(Event::AppExited(status.code()));
                 } else {
                     debug!("reaped pid {pid} ({})", describe(status));
@@ -209,7 +241,17 @@ impl Supervisor<'_> {
         None
     }
 
+    fn tell_listener(&self, phase: Phase) {
+        if let Some(health) = &self.health {
+            health.set(phase);
+        }
+    }
+
     fn start_drain(&self, signal: Signal) {
+        self.tell_listener(Phase::Draining {
+            at: Instant::now(),
+            signal,
+        });
         let delay = self
             .launch
             .policy
@@ -257,7 +299,13 @@ impl Supervisor<'_> {
             .map(|(due, start)| format!("; SIGKILL at {}", since(due.saturating_sub(start))))
             .unwrap_or_default();
         match reason {
-            StopReason::Forwarded => info!("forwarded {signal} to {to}"),
+            StopReason::Forwarded => {
+                self.tell_listener(Phase::Draining {
+                    at: Instant::now(),
+                    signal,
+                });
+                info!("forwarded {signal} to {to}")
+            }
             StopReason::DelayOver => info!("{}sending {signal} to {to}{kill}", self.stamp()),
             StopReason::CutShort(by) => {
                 info!(
