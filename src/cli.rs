@@ -86,7 +86,7 @@ pub struct Cli {
     #[arg(long, help_heading = "Health check")]
     pub healthcheck: bool,
 
-    /// With --healthcheck: also GET this http:// URL and require a 2xx answer
+    /// With --healthcheck or --health-listen: also GET this http:// URL and require a 2xx answer
     #[arg(
         long,
         env = "DRAINIT_URL",
@@ -95,7 +95,7 @@ pub struct Cli {
     )]
     pub url: Option<String>,
 
-    /// With --healthcheck: how long the GET may take
+    /// With --healthcheck or --health-listen: how long the GET may take
     #[arg(long, env = "DRAINIT_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true, default_value = "2s", value_parser = parse_duration, help_heading = "Health check")]
     pub timeout: Duration,
 
