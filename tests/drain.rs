@@ -49,7 +49,12 @@ fn time_to_line(d: &Drain, line: &str, since: Duration, timeout: Duration) -> Du
 fn drain_file_appears_at_once_and_a_stale_one_is_removed_at_start() {
     let dir = Scratch::new("stale");
     let file = dir.path("draining");
-    std::fs::write(&file, "stale").unwrap();
+    // As drainit wrote it on an earlier run (tests/drain_file.rs: only such a file).
+    std::fs::write(
+        &file,
+        "signal=SIGTERM\ntime=2026-11-22T08:00:00.000Z\nwritten-by=drainit\n",
+    )
+    .unwrap();
     if !can_run(Mode::Pid1) {
         return;
     }
