@@ -124,9 +124,15 @@ pub fn take_over_signals() -> io::Result<Inherited> {
 
 /// Gives back the signal state drainit was started with (the mask and the
 /// ignored signals), for the modes that run no app (`--healthcheck`,
-/// `--explain`): a SIGTERM then ends them as it would any program.
+/// `--explain`): a SIGTERM then ends them as it would any program. SIGPIPE
+/// stays blocked: a write to a closed pipe fails with EPIPE, and the mode
+/// exits with its documented code instead of being killed.
 pub fn restore(inherited: Inherited) {
-    child_setup(inherited, false);
+    let mask = match signals::Signal::new(libc::SIGPIPE) {
+        Some(pipe) => inherited.mask.with(pipe),
+        None => inherited.mask,
+    };
+    child_setup(Inherited { mask, ..inherited }, false);
 }
 
 /// One signal read from the signalfd.
