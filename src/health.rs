@@ -10,9 +10,8 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::drainfile::{self, reason};
@@ -161,31 +160,44 @@ const AT_HTTP: u8 = 2;
 /// Runs the check: `(healthy, one-line reason)`, within `health.timeout`.
 pub fn check(health: &Health) -> (bool, String) {
     let deadline = Instant::now().checked_add(health.timeout);
-    let stage = Arc::new(AtomicU8::new(AT_DRAIN_FILE));
-    let (tx, rx) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        stage: AtomicU8::new(AT_DRAIN_FILE),
+        answer: Mutex::new(None),
+    });
+    let main = std::thread::current();
     let worker = {
         let health = health.clone();
-        let stage = Arc::clone(&stage);
+        let shared = Arc::clone(&shared);
         move || {
-            let _ = tx.send(run(&health, deadline, &stage));
+            let answer = run(&health, deadline, &shared.stage);
+            if let Ok(mut slot) = shared.answer.lock() {
+                *slot = Some(answer);
+            }
+            main.unpark();
         }
     };
-    if std::thread::Builder::new()
-        .name("healthcheck".into())
-        .spawn(worker)
-        .is_err()
-    {
+    if std::thread::Builder::new().spawn(worker).is_err() {
         // No thread: check in this one; every step but the lookup still
         // keeps to the deadline.
         return run(health, deadline, &AtomicU8::new(AT_DRAIN_FILE));
     }
-    let answer = match deadline {
-        Some(deadline) => rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .ok(),
-        None => rx.recv().ok(),
-    };
-    answer.unwrap_or_else(|| (false, too_late(health, stage.load(Ordering::SeqCst))))
+    loop {
+        if let Some(answer) = shared.answer.lock().ok().and_then(|mut slot| slot.take()) {
+            return answer;
+        }
+        match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+            Some(left) if left.is_zero() => break,
+            Some(left) => std::thread::park_timeout(left),
+            None => std::thread::park(),
+        }
+    }
+    (false, too_late(health, shared.stage.load(Ordering::SeqCst)))
+}
+
+/// What the worker and the waiting thread share.
+struct Shared {
+    stage: AtomicU8,
+    answer: Mutex<Option<(bool, String)>>,
 }
 
 /// The answer when the timeout passed before the worker had one.
