@@ -233,9 +233,11 @@ pub fn write(path: &Path, signal: Signal) -> io::Result<()> {
     };
     let (tmp, file) = create_temp(dir)?;
     let placed = fill(file, signal).and_then(|()| place(&tmp, path));
-    // The temporary name goes in every case (after a rename nothing is there).
-    let _ = fs::remove_file(&tmp);
-    match placed {
+    if !matches!(placed, Ok(Placed::Renamed)) {
+        // Never left behind (after a rename, nothing of drainit's is there).
+        let _ = fs::remove_file(&tmp);
+    }
+    match placed.map(|_| ()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let what = match inspect(path) {
@@ -281,14 +283,21 @@ fn fill(mut file: File, signal: Signal) -> io::Result<()> {
     file.write_all(content(signal, SystemTime::now()).as_bytes())
 }
 
+enum Placed {
+    Renamed,
+    /// Linked: the temporary name is still there.
+    Linked,
+}
+
 /// Moves `tmp` to `path` unless something is there (`AlreadyExists`).
-fn place(tmp: &Path, path: &Path) -> io::Result<()> {
+fn place(tmp: &Path, path: &Path) -> io::Result<Placed> {
     match sys::rename_noreplace(tmp, path) {
+        Ok(()) => Ok(Placed::Renamed),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
             // A file system without RENAME_NOREPLACE: link(2) never replaces either.
-            fs::hard_link(tmp, path)
+            fs::hard_link(tmp, path).map(|()| Placed::Linked)
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
 
