@@ -201,7 +201,7 @@ fn a_fifo_at_the_drain_file_path_answers_within_the_timeout() {
         .args(&["--timeout", "1s"])
         .run(secs(10.0));
     assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(out.elapsed < secs(3.0), "took {:?}", out.elapsed);
+    assert!(out.elapsed < secs(5.0), "took {:?}", out.elapsed);
     assert_eq!(
         one_line(&out),
         format!("unhealthy: draining: {} exists (a FIFO)", fifo.display())
@@ -299,7 +299,7 @@ fn a_name_lookup_that_hangs_is_unhealthy_within_the_timeout() {
         format!("unhealthy: GET {url}: cannot resolve drainit-test.invalid within 1s")
     );
     assert!(took >= secs(1.0), "gave up early: {took:?}");
-    assert!(took < secs(2.5), "the lookup was not bounded: {took:?}");
+    assert!(took < secs(3.5), "the lookup was not bounded: {took:?}");
 }
 
 #[test]
