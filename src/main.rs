@@ -7,6 +7,7 @@
 
 mod cli;
 mod drain;
+mod drainfile;
 mod error;
 mod exit;
 mod explain;
@@ -74,6 +75,11 @@ fn run(args: Vec<OsString>) -> i32 {
             return e.exit_code();
         }
     };
+    if !matches!(config.mode, Mode::Run(_)) {
+        // Only run mode keeps the signals: a health check or --explain ends
+        // on SIGTERM like any other program.
+        sys::restore(inherited);
+    }
     init_logging(config.log);
     for name in cli::unknown_variables(std::env::vars_os().map(|(name, _)| name)) {
         log::warn!(

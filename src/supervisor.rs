@@ -6,19 +6,19 @@
 //! and the loop goes on, because a PID 1 that gives up takes the container
 //! down with no drain.
 
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
 use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
+use crate::drainfile;
 use crate::exit::Status;
 use crate::procfs;
 use crate::signals::{SigSet, Signal};
 use crate::spawn::{self, App};
 use crate::sys::{self, Inherited, SignalFd, Target};
-use crate::time::{format_duration, rfc3339, since};
+use crate::time::{format_duration, since};
 
 pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let pid1 = sys::pid() == 1;
@@ -28,7 +28,10 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         }
     }
     if let Some(path) = &launch.drain_file {
-        remove_stale_drain_file(path);
+        if let Err(e) = drainfile::clear_stale(path) {
+            error!("{e}");
+            return e.exit_code();
+        }
     }
     let signals = match SignalFd::new(SigSet::catchable()) {
         Ok(fd) => fd,
@@ -217,7 +220,7 @@ impl Supervisor<'_> {
             .as_ref()
             .map_or(Duration::ZERO, |d| d.delay);
         let file = match &self.launch.drain_file {
-            Some(path) => match write_drain_file(path, signal) {
+            Some(path) => match drainfile::write(path, signal) {
                 Ok(()) => format!("; drain file {} written", crate::text::path(path)),
                 Err(e) => {
                     warn!(
@@ -364,24 +367,6 @@ fn describe_target(target: Target) -> String {
         Target::Group(g) => format!("the app's process group ({g})"),
         Target::All => "every process left".to_string(),
     }
-}
-
-fn remove_stale_drain_file(path: &Path) {
-    match std::fs::remove_file(path) {
-        Ok(()) => info!("removed stale drain file {}", crate::text::path(path)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(
-            "cannot remove stale drain file {}: {e}",
-            crate::text::path(path)
-        ),
-    }
-}
-
-fn write_drain_file(path: &Path, signal: Signal) -> std::io::Result<()> {
-    std::fs::write(
-        path,
-        format!("signal={signal}\ntime={}\n", rfc3339(SystemTime::now())),
-    )
 }
 
 #[cfg(test)]

@@ -49,7 +49,12 @@ fn time_to_line(d: &Drain, line: &str, since: Duration, timeout: Duration) -> Du
 fn drain_file_appears_at_once_and_a_stale_one_is_removed_at_start() {
     let dir = Scratch::new("stale");
     let file = dir.path("draining");
-    std::fs::write(&file, "stale").unwrap();
+    // As drainit wrote it on an earlier run (tests/drain_file.rs: only such a file).
+    std::fs::write(
+        &file,
+        "signal=SIGTERM\ntime=2026-11-22T08:00:00.000Z\nwritten-by=drainit\n",
+    )
+    .unwrap();
     if !can_run(Mode::Pid1) {
         return;
     }
@@ -87,8 +92,8 @@ fn the_stop_signal_comes_no_earlier_than_the_delay() {
         let Some(mut d) = start(&config, by_env, &["--stop-signal", "QUIT"]) else {
             return;
         };
-        d.run.signal(SIGTERM);
         let sent = d.run.elapsed();
+        d.run.signal(SIGTERM);
         assert!(
             wait_for_file(&d.dir.path("draining"), secs(5.0)),
             "by_env={by_env}: drain file"
@@ -291,10 +296,11 @@ fn an_unwritable_drain_file_is_named_and_the_drain_goes_on() {
     let Some(mut d) = start(&config, false, &[]) else {
         return;
     };
-    d.run.signal(SIGTERM);
+    // The lower bound's timestamp is taken before the signal it bounds.
     let sent = d.run.elapsed();
+    d.run.signal(SIGTERM);
     let took = time_to_line(&d, "SIGTERM", sent, secs(10.0));
-    assert!(took >= secs(0.5));
+    assert!(took >= secs(0.5), "{took:?}");
     let out = d.run.wait(secs(10.0));
     assert_eq!(out.code, Some(0));
     assert!(
