@@ -555,6 +555,37 @@ def details(results):
     return "\n".join(out)
 
 
+METHOD = """## Method
+
+- Each row starts afresh: HAProxy 2.6 (Debian) on 127.0.0.1 in front of two instances `s1` and
+  `s2`, each `unshare --pid --fork --mount-proc --kill-child INIT ... -- zdt app ...`: the init
+  is PID 1 of its own pid namespace. The app (`zdt.c`) is a threaded HTTP server answering one
+  request per connection after 5 ms of work; on SIGTERM it does what a typical app does: closes
+  its listening socket at once, finishes the requests it has accepted, exits 0. *cooperative*:
+  its `/healthz` answers 503 while the drain file exists; *unmodified*: 200 as long as it runs.
+  With an init that writes no drain file the two are the same app.
+- HAProxy: `option httpchk`, `inter 500ms fall 2 rise 2`, `timeout check 500ms`, `retries 0`,
+  `no option redispatch`, round robin: nothing that would hide a failure. The Kubernetes shape
+  has no checks; the harness sends `set server be/s1 state maint` on the runtime API 1 s after
+  the SIGTERM (endpoints catching up), and drainit's `--drain-delay` stands in for the
+  `preStop` sleep.
+- The client (`zdt load`): 8 keep-alive connections to HAProxy, closed loop, paced to 400
+  requests/s in all. After the warm-up and a random 0-500 ms (so the SIGTERM lands anywhere
+  in the check cycle; the details give where it landed), the harness sends SIGTERM to s1's init
+  by its host pid and keeps the load for the window: at least 5 s (drain delay + 2 s), longer
+  if fewer than 1000 requests have been answered since the SIGTERM.
+- Counted in the window: every request answered after the SIGTERM (those in flight at the
+  SIGTERM included). Failed: any answer that is not 2xx and any connection error, reset or
+  timeout (5 s). First/last failure: when those requests were sent, from the SIGTERM. Marked
+  down: when HAProxy logged s1 DOWN (the reason in brackets: what the failing check got).
+  Init exited: from a pidfd on the init; the code is unshare's, which passes the init's on.
+  Left in namespace: the processes still in s1's pid namespace at the end of the window.
+- The gate: every drainit row that ran lost 0 requests out of at least 1000, its init exited
+  0 within the window, and the row was valid (both instances served during the warm-up, with no
+  failure). The peers' rows are the baseline: measured, not gated.
+"""
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--drainit", required=True)
@@ -622,7 +653,7 @@ def main():
             f.write(f"# make zero-downtime: results\n\n")
             for k, v in meta.items():
                 f.write(f"- {k}: {v}\n")
-            f.write("\n" + report + "\n")
+            f.write("\n" + report + "\n\n" + METHOD)
     print()
     if skipped:
         print(f"note: {skipped} drainit row(s) not available in this build (drainit --help has no --health-listen)")
