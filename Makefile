@@ -4,9 +4,18 @@
 #   make size     its size, failing over the 512 KiB budget
 #   make demo     drainit as PID 1 of a new PID namespace, stopping a sample app
 #   make test     every test: lint, unit, integration (as PID 1 and as a plain
-#                 parent), and the end-to-end tests in a real container engine
+#                 parent), the quick zero-downtime gate, and the end-to-end
+#                 tests in a real container engine
 #   make e2e      only the end-to-end tests (podman + runc)
 #   make bench    drainit side by side with tini, dumb-init and catatonit
+#   make zero-downtime
+#                 requests lost when one of two instances behind HAProxy is
+#                 stopped under load: drainit against tini, dumb-init and
+#                 catatonit (about 1.5 minutes; exits non-zero unless every
+#                 drainit row lost 0 requests out of >= 1000)
+#   make zero-downtime-quick
+#                 the same gate on fewer rows (drainit's and tini's), part of
+#                 make test
 
 SHELL := /bin/bash
 TARGET := x86_64-unknown-linux-musl
@@ -23,7 +32,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 RELEASE_ENV := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
 RELEASE_ARGS := --release --locked --target $(TARGET) -Zbuild-std=std,panic_abort
 
-.PHONY: all build size toolchain demo test lint unit integration e2e bench clean
+.PHONY: all build size toolchain demo test lint unit integration e2e bench zero-downtime zero-downtime-quick clean
 all: build
 
 toolchain:
@@ -56,10 +65,16 @@ integration: build
 e2e: build
 	@bash tests/e2e/run.sh $(abspath $(BIN))
 
-test: lint size unit integration e2e
+test: lint size unit integration zero-downtime-quick e2e
 
 bench: build
 	@bash bench/run.sh $(abspath $(BIN))
+
+zero-downtime: build
+	@bash bench/zero-downtime/run.sh $(abspath $(BIN))
+
+zero-downtime-quick: build
+	@bash bench/zero-downtime/run.sh $(abspath $(BIN)) --quick
 
 clean:
 	$(CARGO) clean
