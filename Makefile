@@ -7,6 +7,8 @@
 #                 parent), the quick zero-downtime gate, and the end-to-end
 #                 tests in a real container engine
 #   make e2e      only the end-to-end tests (podman + runc)
+#   make stress-test  the integration tests 5 times in a row beside 2 busy
+#                 loops per core, failing if any round fails
 #   make bench    drainit side by side with tini, dumb-init and catatonit
 #   make zero-downtime
 #                 requests lost when one of two instances behind HAProxy is
@@ -32,7 +34,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 RELEASE_ENV := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
 RELEASE_ARGS := --release --locked --target $(TARGET) -Zbuild-std=std,panic_abort
 
-.PHONY: all build size toolchain demo test lint unit integration e2e bench zero-downtime zero-downtime-quick clean
+.PHONY: all build size toolchain demo test lint unit integration stress-test e2e bench zero-downtime zero-downtime-quick clean
 all: build
 
 toolchain:
@@ -61,6 +63,34 @@ unit:
 integration: build
 	@bash scripts/deps.sh test
 	DRAINIT_BIN=$(abspath $(BIN)) $(CARGO) test --locked --test '*' -- --test-threads=4
+
+# The integration tests ROUNDS times in a row with 2 busy loops per core
+# beside them: the timing tests must hold on a loaded machine. The loops end
+# with the recipe, whatever way it ends (trap). Round logs: target/stress-test/.
+ROUNDS ?= 5
+stress-test: build
+	@bash scripts/deps.sh test
+	@DRAINIT_BIN=$(abspath $(BIN)) $(CARGO) test --locked --test '*' --no-run 2>&1 | tail -1
+	@set -u; logs=target/stress-test; mkdir -p $$logs; \
+	loops=(); \
+	stop_loops() { [ $${#loops[@]} -eq 0 ] || kill "$${loops[@]}" 2>/dev/null; wait 2>/dev/null; loops=(); }; \
+	trap stop_loops EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	n=$$(( $$(nproc) * 2 )); \
+	for _ in $$(seq $$n); do ( while :; do :; done ) & loops+=($$!); done; \
+	echo "stress-test: $(ROUNDS) rounds of the integration tests beside $$n busy loops ($$(nproc) cores)"; \
+	good=0; begin=$$SECONDS; \
+	for round in $$(seq $(ROUNDS)); do \
+	  start=$$SECONDS; log=$$logs/round-$$round.log; \
+	  DRAINIT_BIN=$(abspath $(BIN)) $(CARGO) test --locked --no-fail-fast --test '*' -- --test-threads=4 >$$log 2>&1; rc=$$?; \
+	  passed=$$(awk '/^test result:/ { n += $$4 } END { print n + 0 }' $$log); \
+	  failed=$$(awk '/^test result:/ { n += $$6 } END { print n + 0 }' $$log); \
+	  if [ $$rc -eq 0 ]; then good=$$((good + 1)); verdict=ok; else verdict=FAILED; fi; \
+	  printf 'round %d/%d: %s, %d passed, %d failed, %ds\n' $$round $(ROUNDS) $$verdict $$passed $$failed $$((SECONDS - start)); \
+	  [ $$rc -eq 0 ] || grep -E '^(---- |thread .* panicked|    [a-z_]+$$)' $$log | sed 's/^/    /'; \
+	done; \
+	stop_loops; \
+	echo "stress-test: $$good/$(ROUNDS) rounds passed in $$((SECONDS - begin))s"; \
+	[ $$good -eq $(ROUNDS) ]
 
 e2e: build
 	@bash tests/e2e/run.sh $(abspath $(BIN))
