@@ -78,7 +78,26 @@ fn run(args: Vec<OsString>) -> i32 {
             print!("{}", explain::timeline(&run));
             0
         }
-        Mode::Run(run) => supervisor::run(&run, inherited),
+        Mode::Run(run) => success_exit(
+            supervisor::run(&run, inherited),
+            config.success_exit.as_ref(),
+        ),
+    }
+}
+
+/// `--success-exit`: the app's listed exit codes become 0. drainit's own
+/// codes (125-127) and 137 cannot be listed (see `cli::SuccessExit::parse`),
+/// so only a code the app itself ended with is ever turned.
+fn success_exit(code: i32, success: Option<&cli::SuccessExit>) -> i32 {
+    match success {
+        Some(success) if code != 0 && success.contains(code) => {
+            log::info!(
+                "the app's exit code {code} counts as success ({}): exiting 0",
+                success.from
+            );
+            0
+        }
+        _ => code,
     }
 }
 
