@@ -5,7 +5,8 @@
 #   make demo     drainit as PID 1 of a new PID namespace, stopping a sample app
 #   make test     every test: lint, unit, integration (as PID 1 and as a plain
 #                 parent), and the end-to-end tests in a real container engine
-#   make e2e      only the end-to-end tests (podman + runc)
+#   make e2e      only the end-to-end tests: podman + runc, podman kube play,
+#                 and a dockerd of their own (tests/e2e/run.sh)
 #   make bench    drainit side by side with tini, dumb-init and catatonit
 
 SHELL := /bin/bash

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# End-to-end tests: drainit as PID 1 of real containers, in a real container
-# engine (podman + runc), stopped the way an orchestrator stops them.
+# The podman legs of the end-to-end tests: drainit as PID 1 of real
+# containers in podman + runc, stopped the way an orchestrator stops them
+# (cases exec-form ... orphans), and docker/kubernetes-pod.yaml run by
+# `podman kube play` (case kube-play).
 #
-#   bash tests/e2e/run.sh /abs/path/to/drainit        (what `make e2e` runs)
+#   bash tests/e2e/podman.sh /abs/path/to/drainit   (tests/e2e/run.sh runs it)
 #
 # The images are built FROM scratch (no registry needs to be reachable) and
 # hold busybox-static, the static drainit and tests/e2e/app/app.sh. Each case
-# prints "PASS name: why" or "FAIL name: why"; the last line is
-# "e2e: N passed, M failed", and the exit status is non-zero when M > 0.
+# prints "PASS name: why", "FAIL name: why" or "SKIP name: why"; the last line
+# is "podman: N passed, M failed, K skipped", and the exit status is non-zero
+# when M > 0.
 #
 # If the engine cannot start: with CI=true every case FAILS; otherwise the
 # run is skipped, loudly, and exits 0.
@@ -20,56 +23,21 @@
 #   DRAINIT_E2E_KEEP=1            keep the containers, images and temp dir
 #   DRAINIT_E2E_ONLY=REGEX        run only the cases whose name matches
 set -uo pipefail
-export LC_ALL=C # $EPOCHREALTIME uses the locale's decimal point
 
-CASES=(exec-form shell-form drain-env kill-deadline healthcheck orphans)
-
-say() { printf '%s\n' "$*"; }
-log() { printf 'e2e: %s\n' "$*" >&2; }
+LEG=podman
+CASES=(exec-form shell-form drain-env kill-deadline healthcheck orphans kube-play)
 
 # --- arguments ---------------------------------------------------------------
 
 if [ $# -ne 1 ]; then
-  say "usage: $0 /abs/path/to/drainit" >&2
+  echo "usage: $0 /abs/path/to/drainit" >&2
   exit 2
 fi
 BIN=$1
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERE=$ROOT/tests/e2e
-
-PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); say "PASS $1: $2"; }
-fail() { FAILED=$((FAILED + 1)); say "FAIL $1: $2"; }
-summary() {
-  say "e2e: $PASSED passed, $FAILED failed"
-  [ "$FAILED" -eq 0 ]
-  exit $?
-}
-
-# Every case fails for one reason (setup went wrong before any case ran).
-fail_all() {
-  local why=$1 c
-  for c in "${CASES[@]}"; do selected "$c" && fail "$c" "$why"; done
-  summary
-}
-
-# The engine is not usable: every case fails under CI, the run is skipped
-# otherwise.
-engine_unusable() {
-  local why=$1 c
-  if [ "${CI:-}" = true ]; then
-    fail_all "the container engine cannot start: $why"
-  fi
-  say "################################################################"
-  say "## SKIPPING the end-to-end tests: the container engine cannot"
-  say "## start: $why"
-  say "## (with CI=true this is a failure of every case)"
-  say "################################################################"
-  for c in "${CASES[@]}"; do selected "$c" && say "SKIP $c: no container engine"; done
-  summary
-}
-
-selected() { [[ -z "${DRAINIT_E2E_ONLY:-}" || "$1" =~ ${DRAINIT_E2E_ONLY} ]]; }
+E2E=$ROOT/tests/e2e
+# shellcheck source=tests/e2e/lib.sh
+. "$E2E/lib.sh"
 
 if [ ! -f "$BIN" ] || [ ! -x "$BIN" ]; then
   fail_all "$BIN is not an executable file (run make build first)"
@@ -79,7 +47,7 @@ BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 # --- the engine ----------------------------------------------------------------
 
 if ! bash "$ROOT/scripts/deps.sh" e2e >&2; then
-  engine_unusable "scripts/deps.sh e2e could not install podman, runc and busybox-static"
+  engine_unusable "scripts/deps.sh e2e could not install podman, runc, catatonit and busybox-static"
 fi
 BUSYBOX=$(command -v busybox || true)
 [ -n "$BUSYBOX" ] || engine_unusable "busybox is not installed (package busybox-static)"
@@ -89,6 +57,7 @@ WORK=$(mktemp -d /tmp/drainit-e2e.XXXXXX)
 PREFIX=drainit-e2e-$(date +%s)-$$
 IMAGES=()
 CONTAINERS=()
+PODS=()
 
 # How podman works here (root, no systemd, in a sandbox):
 #   --runtime runc               crun is not installed; say which runtime
@@ -128,6 +97,9 @@ STORAGE="podman's default store"
 
 # Removes every container and image this run made (in the current store).
 remove_all() {
+  if [ ${#PODS[@]} -gt 0 ]; then
+    "${P[@]}" pod rm -f "${PODS[@]}" >/dev/null 2>&1
+  fi
   if [ ${#CONTAINERS[@]} -gt 0 ]; then
     "${P[@]}" rm -f -t 0 "${CONTAINERS[@]}" >/dev/null 2>&1
   fi
@@ -135,13 +107,13 @@ remove_all() {
   for ((i = ${#IMAGES[@]} - 1; i >= 0; i--)); do
     "${P[@]}" rmi -f "${IMAGES[i]}" >/dev/null 2>&1
   done
-  CONTAINERS=() IMAGES=()
+  CONTAINERS=() IMAGES=() PODS=()
 }
 
 cleanup() {
   local rc=$?
   if [ "${DRAINIT_E2E_KEEP:-}" = 1 ]; then
-    log "kept: containers ${CONTAINERS[*]:-none}; images ${IMAGES[*]:-none}; $WORK"
+    log "kept: pods ${PODS[*]:-none}; containers ${CONTAINERS[*]:-none}; images ${IMAGES[*]:-none}; $WORK"
     return $rc
   fi
   remove_all
@@ -157,6 +129,11 @@ sweep_stale() {
   while read -r name; do
     pid=$(cut -d- -f4 <<<"$name")
     [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null || continue
+    "${P[@]}" pod rm -f "$name" >/dev/null 2>&1
+  done < <("${P[@]}" pod ps --format '{{.Name}}' --filter 'name=^drainit-e2e-' 2>/dev/null)
+  while read -r name; do
+    pid=$(cut -d- -f4 <<<"$name")
+    [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null || continue
     "${P[@]}" rm -f -t 0 "$name" >/dev/null 2>&1
   done < <("${P[@]}" ps -a --format '{{.Names}}' --filter 'name=^drainit-e2e-' 2>/dev/null)
   while read -r name; do
@@ -168,23 +145,6 @@ sweep_stale() {
 trap 'exit 130' INT TERM
 
 # --- helpers -------------------------------------------------------------------
-
-now() { printf '%s\n' "$EPOCHREALTIME"; }
-# Float arithmetic and comparisons.
-calc() { awk "BEGIN { printf \"%.2f\", $* }"; }
-is() { awk "BEGIN { exit !($*) }"; }
-
-# wait_until SECONDS CMD...: run CMD every 0.1 s until it succeeds; false if
-# it never did within SECONDS.
-wait_until() {
-  local limit=$1 end
-  shift
-  end=$(calc "$(now) + $limit")
-  until "$@"; do
-    is "$(now) > $end" && return 1
-    sleep 0.1
-  done
-}
 
 # cname CASE: the container name of a case.
 cname() { printf '%s-%s\n' "$PREFIX" "$1"; }
@@ -212,27 +172,18 @@ log_time() {
   [ -n "$ts" ] && date -d "$ts" +%s.%N
 }
 
-# timed_stop NAME TIMEOUT OUTFILE: podman stop -t TIMEOUT; writes the seconds
-# it took to OUTFILE (a line "error ..." if podman stop failed).
+# timed_stop NAME TIMEOUT OUTFILE [pod]: podman [pod] stop -t TIMEOUT; writes
+# the seconds it took to OUTFILE (a line "error ..." if podman stop failed).
 timed_stop() {
-  local t0 t1
+  local t0 t1 kind=()
+  [ "${4:-}" = pod ] && kind=(pod)
   t0=$(now)
-  if "${P[@]}" stop -t "$2" "$1" >/dev/null 2>"$3.err"; then
+  if "${P[@]}" "${kind[@]}" stop -t "$2" "$1" >/dev/null 2>"$3.err"; then
     t1=$(now)
     calc "$t1 - $t0" >"$3"
   else
     echo "error: podman stop failed: $(tr '\n' ' ' <"$3.err")" >"$3"
   fi
-}
-
-# check CASE CONDITION-TEXT CMD...: on failure record why and return 1.
-WHY=""
-check() {
-  local what=$1
-  shift
-  if "$@"; then return 0; fi
-  WHY=$what
-  return 1
 }
 
 # run_case CASE: runs case_CASE; PASS with its $OK text, or FAIL with $WHY
@@ -246,19 +197,25 @@ run_case() {
     pass "$c" "$OK"
   else
     fail "$c" "${WHY:-failed}"
-    if "${P[@]}" container exists "$name" 2>/dev/null; then
-      say "  --- log of $name (exit code $(exit_code "$name" 2>/dev/null)) ---"
-      "${P[@]}" logs -t "$name" 2>&1 | sed 's/^/  | /'
-    fi
+    local ctr # a case's container, or the one container of its pod
+    for ctr in "$name" "$name-web"; do
+      "${P[@]}" container exists "$ctr" 2>/dev/null || continue
+      say "  --- log of $ctr (exit code $(exit_code "$ctr" 2>/dev/null)) ---"
+      "${P[@]}" logs -t "$ctr" 2>&1 | sed 's/^/  | /'
+    done
   fi
-  # Free the case's container at once (the trap is the safety net).
-  [ "${DRAINIT_E2E_KEEP:-}" = 1 ] || "${P[@]}" rm -f -t 0 "$name" >/dev/null 2>&1
+  # Free the case's container (or pod) at once (the trap is the safety net).
+  if [ "${DRAINIT_E2E_KEEP:-}" != 1 ]; then
+    "${P[@]}" rm -f -t 0 "$name" >/dev/null 2>&1
+    "${P[@]}" pod rm -f "$name" >/dev/null 2>&1
+  fi
 }
 
 # --- images --------------------------------------------------------------------
 
 BASE=localhost/$PREFIX-base:test
 SHELL_FORM=localhost/$PREFIX-shell-form:test
+KUBE_IMAGE=localhost/$PREFIX-kube:test
 
 build() { # build TAG CONTEXT-DIR (with a Containerfile in it)
   IMAGES+=("$1")
@@ -269,18 +226,8 @@ build() { # build TAG CONTEXT-DIR (with a Containerfile in it)
 }
 
 build_images() {
-  local ctx=$WORK/base rootfs=$WORK/base/rootfs applet
-  mkdir -p "$rootfs/bin" "$rootfs/app" "$rootfs/tmp"
-  chmod 1777 "$rootfs/tmp"
-  cp "$BUSYBOX" "$rootfs/bin/busybox"
-  # `busybox --install -s` cannot run in a FROM-scratch build: make the
-  # applet links here.
-  for applet in $("$BUSYBOX" --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-  done
-  cp "$BIN" "$rootfs/drainit"
-  cp "$HERE/app/app.sh" "$rootfs/app/app.sh"
-  chmod 755 "$rootfs/drainit" "$rootfs/app/app.sh"
+  local ctx=$WORK/base
+  make_rootfs "$ctx/rootfs"
   cat >"$ctx/Containerfile" <<'EOF'
 FROM scratch
 COPY rootfs/ /
@@ -322,9 +269,9 @@ if ! { build_images && probe; }; then
     use_isolated_storage
     rm -rf "$WORK/base" "$WORK/shell-form"
     PROBE_ERR=""
-    build_images && probe || engine_unusable "$PROBE_ERR"
+    build_images && probe || engine_unusable "podman cannot run a container: $PROBE_ERR"
   else
-    engine_unusable "$PROBE_ERR"
+    engine_unusable "podman cannot run a container: $PROBE_ERR"
   fi
 fi
 log "$(podman --version), runc $(runc --version | awk 'NR==1{print $3}'), $STORAGE, ulimits nofile=$NOFILE nproc=$NPROC"
@@ -512,6 +459,101 @@ case_orphans() {
   code=$(exit_code "$n")
   check "exit code $code, expected the app's 0" [ "$code" = 0 ] || return 1
   OK="processes/zombies ${first/ //} at first look, then ${state/ //}: every orphan reaped; exit code 0"
+}
+
+# docker/kubernetes-pod.yaml, run by `podman kube play` with its image swapped
+# for a test image, stopped as its comment says: at t+0 the drain file
+# appears while the app still serves, at t+15s the app gets SIGTERM (and dies
+# of it, like python's http.server: exit 143). Also checks what the README
+# says podman 4.3 does with the spec: it ignores terminationGracePeriodSeconds
+# (the stop timeout stays 10s, so stop with `podman pod stop -t 30`) and the
+# readinessProbe (no health check), and `podman kube down` SIGKILLs at once.
+case_kube_play() {
+  local n=$1 ctr=$1-web dir=$WORK/kube pid out stop_timeout health cmdline served
+  local took code t_drain t_term gap t0 took_down delay=15
+  command -v catatonit >/dev/null ||
+    { WHY="catatonit is not installed: podman kube play cannot build its pause image"; return 1; }
+  mkdir -p "$dir/rootfs/bin"
+  cat >"$dir/rootfs/bin/python3" <<'EOF'
+#!/bin/sh
+# Stands in for `python3 -m http.server PORT`: busybox httpd, which like
+# http.server has no SIGTERM handler and dies of it.
+[ "$1 $2" = "-m http.server" ] || { echo "python3 stand-in: only -m http.server PORT" >&2; exit 2; }
+mkdir -p /srv && echo served >/srv/index.html
+exec httpd -f -p "${3:-8000}" -h /srv
+EOF
+  chmod 755 "$dir/rootfs/bin/python3"
+  printf 'FROM %s\nCOPY rootfs/ /\n' "$BASE" >"$dir/Containerfile"
+  build "$KUBE_IMAGE" "$dir" || { WHY=$PROBE_ERR; return 1; }
+  # The yaml as shipped but for the image, the pod's name (unique to this
+  # run), and `ports:` (podman 4.3 publishes a containerPort on the host's
+  # port, which needs a bridge network and the host's firewall; the tests run
+  # without a network).
+  sed -e "s#image: registry.example.com/web:latest#image: $KUBE_IMAGE#" \
+    -e "s#^  name: web\$#  name: $n#" \
+    -e '/^      ports:$/,/containerPort:/d' "$ROOT/docker/kubernetes-pod.yaml" >"$dir/pod.yaml"
+  check "docker/kubernetes-pod.yaml changed: the test could not swap its image and name" \
+    [ "$(grep -c -e "image: $KUBE_IMAGE" -e "name: $n\$" "$dir/pod.yaml")" = 2 ] || return 1
+  # kube play has no --ulimit: the limits of RUN_FLAGS, by containers.conf.
+  printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n' \
+    "$NOFILE" "$NOFILE" "$NPROC" "$NPROC" >"$dir/containers.conf"
+  PODS+=("$n")
+  if ! out=$(CONTAINERS_CONF=$dir/containers.conf "${P[@]}" kube play --network none \
+    --log-driver k8s-file "$dir/pod.yaml" 2>&1); then
+    WHY="podman kube play failed: $(tail -n2 <<<"$out" | tr '\n' ' ')"
+    return 1
+  fi
+  pid=$("${P[@]}" inspect -f '{{.State.Pid}}' "$ctr")
+  # (timeout, not wget -T: busybox-static 1.35 wget -T dies of SIGSEGV)
+  serves() { nsenter --net="/proc/$pid/ns/net" timeout 3 "$BUSYBOX" wget -q -O- http://127.0.0.1:8080/ 2>/dev/null | grep served >/dev/null; }
+  check "the app never served on 127.0.0.1:8080 inside the pod" wait_until 20 serves || return 1
+  cmdline=$("${P[@]}" exec "$ctr" cat /proc/1/cmdline | tr '\0' ' ')
+  check "PID 1 of the container is '$cmdline', expected drainit" \
+    [ "$cmdline" = "/drainit -- python3 -m http.server 8080 " ] || return 1
+  # What podman made of the spec.
+  stop_timeout=$("${P[@]}" inspect -f '{{.Config.StopTimeout}}' "$ctr")
+  health=$("${P[@]}" inspect -f '{{json .Config.Healthcheck}}' "$ctr")
+  check "podman now takes terminationGracePeriodSeconds (stop timeout $stop_timeout): update the README, which says it is ignored" \
+    [ "$stop_timeout" = 10 ] || return 1
+  check "podman now runs the readinessProbe as a health check ($health): update the README, which says it is ignored" \
+    [ "$health" = null ] || return 1
+
+  timed_stop "$n" 30 "$WORK/stop.kube" pod &
+  local stopper=$!
+  if ! wait_until 2.5 test -e "/proc/$pid/root/tmp/draining"; then
+    WHY="the drain file /tmp/draining did not appear within 2.5s of podman pod stop"
+    wait $stopper
+    return 1
+  fi
+  serves && served=1
+  wait $stopper
+  took=$(cat "$WORK/stop.kube")
+  [[ "$took" != error* ]] || { WHY=$took; return 1; }
+  code=$(exit_code "$ctr")
+  check "the app did not answer during the drain" [ "${served:-}" = 1 ] || return 1
+  t_drain=$(log_time "$ctr" "drain started")
+  t_term=$(log_time "$ctr" "the app was killed by SIGTERM")
+  check "no 'drain started' line in drainit's log" [ -n "$t_drain" ] || return 1
+  check "no 'the app was killed by SIGTERM' line in drainit's log" [ -n "$t_term" ] || return 1
+  check "no 't+15.0s: sending SIGTERM' line in drainit's log" \
+    logs_have "$ctr" "t+15.0s: sending SIGTERM to the app's process group" || return 1
+  gap=$(calc "$t_term - $t_drain")
+  check "the app died ${gap}s after the drain started, before the ${delay}s delay" is "$gap >= $delay - 0.1" || return 1
+  check "the app died ${gap}s after the drain started, expected about ${delay}s (< $((delay + 3))s)" \
+    is "$gap < $delay + 3" || return 1
+  check "podman pod stop -t 30 took ${took}s, expected ${delay}s to 29s" is "$took >= $delay && $took < 29" || return 1
+  check "exit code $code, expected 143 (the server dies of SIGTERM)" [ "$code" = 143 ] || return 1
+
+  # `podman kube down` (podman < 5.1) stops with no timeout at all: SIGKILL.
+  "${P[@]}" pod start "$n" >/dev/null 2>&1 || { WHY="podman pod start failed"; return 1; }
+  pid=$("${P[@]}" inspect -f '{{.State.Pid}}' "$ctr")
+  check "the app never served again after podman pod start" wait_until 20 serves || return 1
+  t0=$(now)
+  "${P[@]}" kube down "$dir/pod.yaml" >/dev/null 2>&1 || { WHY="podman kube down failed"; return 1; }
+  took_down=$(calc "$(now) - $t0")
+  check "podman kube down took ${took_down}s: it now lets the ${delay}s drain run; update the README, which says it SIGKILLs at once" \
+    is "$took_down < $delay - 5" || return 1
+  OK="drainit PID 1 of the pod; podman pod stop -t 30: drain file at once, the app served during the drain and died of SIGTERM ${gap}s after it started (t+15s), exit code 143, stop ${took}s; podman ignored terminationGracePeriodSeconds (stop timeout $stop_timeout) and readinessProbe (no health check); podman kube down took ${took_down}s (SIGKILL, no drain)"
 }
 
 for c in "${CASES[@]}"; do run_case "$c"; done
