@@ -410,9 +410,12 @@ case_docker_healthcheck() {
 
 # `docker run --init` with dockerd --init-path pointed at drainit (what ECS
 # initProcessEnabled does on EC2 with the daemon's init-path): an image with
-# no drainit in it gets drainit as PID 1, and the drain set by -e works.
+# no drainit in it gets drainit as PID 1, and the drain set by -e works. The
+# engine mounts drainit at /sbin/docker-init, so a health check can call it
+# there (docker/ecs-task-definition-ec2-init.json does): healthy before,
+# unhealthy during the drain.
 case_docker_init_path() {
-  local n=$1 pid1 version took code t_drain t_term gap delay=3 pid early=""
+  local n=$1 pid1 version took code t_drain t_term gap delay=3 pid early="" said
   start "$n" --init -e DRAINIT_DRAIN_FILE=/tmp/draining -e DRAINIT_DRAIN_DELAY=${delay}s "$PLAIN" ||
     { WHY="docker run --init failed"; return 1; }
   check "the app never printed 'app: ready'" wait_until 20 logs_have "$n" "app: ready" || return 1
@@ -423,6 +426,8 @@ case_docker_init_path() {
     [ "$pid1" = "/sbin/docker-init -- /app/app.sh " ] || return 1
   version=$("${D[@]}" exec "$n" /sbin/docker-init --version 2>&1)
   check "/sbin/docker-init --version says '$version': not drainit" [ "${version#drainit }" != "$version" ] || return 1
+  check "/sbin/docker-init --healthcheck was not healthy before the drain" \
+    "${D[@]}" exec "$n" /sbin/docker-init --healthcheck >/dev/null || return 1
   pid=$(inspect "$n" '{{.State.Pid}}')
   timed_stop "$n" 10 "$WORK/stop.init" &
   local stopper=$!
@@ -431,9 +436,12 @@ case_docker_init_path() {
     wait $stopper
     return 1
   fi
+  said=$("${D[@]}" exec "$n" /sbin/docker-init --healthcheck 2>&1) && said="healthy?! $said"
   logs_have "$n" "app: got SIGTERM" && early=1
   wait $stopper
   took=$(cat "$WORK/stop.init")
+  check "/sbin/docker-init --healthcheck during the drain said '$said', expected unhealthy" \
+    [ "${said#unhealthy: draining}" != "$said" ] || return 1
   [[ "$took" != error* ]] || { WHY=$took; return 1; }
   check "the app already had SIGTERM when the drain file appeared" [ -z "$early" ] || return 1
   code=$(exit_code "$n")
@@ -448,7 +456,7 @@ case_docker_init_path() {
     is "$gap < $delay + 3" || return 1
   check "dockerd logged that it had to SIGKILL the container" not forced "$n" || return 1
   check "docker inspect reports exit code $code, expected the app's 0" [ "$code" = 0 ] || return 1
-  OK="image without drainit; docker run --init gave PID 1 '${pid1% }' = $version; drain file at once, the app's SIGTERM ${gap}s later (delay ${delay}s); docker stop ${took}s; exit code 0"
+  OK="image without drainit; docker run --init gave PID 1 '${pid1% }' = $version; drain file at once, /sbin/docker-init --healthcheck healthy then \"$said\", the app's SIGTERM ${gap}s later (delay ${delay}s); docker stop ${took}s; exit code 0"
 }
 
 for c in "${CASES[@]}"; do run_case "$c"; done
