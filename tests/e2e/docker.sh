@@ -24,6 +24,7 @@
 #   DRAINIT_E2E_KEEP=1       leave dockerd running and keep the temp dir (the
 #                            log says how to reach and stop it)
 #   DRAINIT_E2E_ONLY=REGEX   run only the cases whose name matches
+#   DRAINIT_E2E_DOCKERD=PATH the dockerd to start (default: dockerd on PATH)
 set -uo pipefail
 
 LEG=docker
@@ -51,11 +52,12 @@ if ! bash "$ROOT/scripts/deps.sh" docker >&2; then
 fi
 BUSYBOX=$(command -v busybox || true)
 [ -n "$BUSYBOX" ] || engine_unusable "busybox is not installed (package busybox-static)"
-DOCKERD=$(PATH=/usr/sbin:/usr/bin:$PATH command -v dockerd || true)
+DOCKERD=${DRAINIT_E2E_DOCKERD:-$(PATH=/usr/sbin:/usr/bin:$PATH command -v dockerd || true)}
 [ -n "$DOCKERD" ] || engine_unusable "dockerd is not installed (package docker.io)"
 # The client that came with this dockerd (docker.io puts both in /usr): a
 # newer client elsewhere on PATH may not speak the daemon's API version.
 CLIENT=$(dirname "$DOCKERD")/../bin/docker
+[ -x "$CLIENT" ] || CLIENT=/usr/bin/docker
 [ -x "$CLIENT" ] || CLIENT=$(command -v docker || true)
 [ -n "$CLIENT" ] || engine_unusable "the docker client is not installed (package docker.io)"
 
@@ -131,10 +133,20 @@ start_dockerd() {
     --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "/$PREFIX" \
     --init-path "$WORK/drainit" >"$WORK/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
-  if ! wait_until 60 "${D[@]}" version >/dev/null 2>&1; then
-    PROBE_ERR="dockerd did not answer within 60s: $(grep -v 'level=info' "$WORK/dockerd.log" | tail -n3 | tr '\n' ' ')"
-    return 1
-  fi
+  local end
+  end=$(calc "$(now) + 60")
+  until "${D[@]}" version >/dev/null 2>&1; do
+    if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+      PROBE_ERR="$DOCKERD exited at once: $(grep -v 'level=info' "$WORK/dockerd.log" | tail -n3 | tr '\n' ' ')"
+      DOCKERD_PID=""
+      return 1
+    fi
+    if is "$(now) > $end"; then
+      PROBE_ERR="dockerd did not answer within 60s: $(grep -v 'level=info' "$WORK/dockerd.log" | tail -n3 | tr '\n' ' ')"
+      return 1
+    fi
+    sleep 0.2
+  done
 }
 
 # --- images ------------------------------------------------------------------------
