@@ -215,3 +215,12 @@ fn a_huge_list_is_fine() {
         );
     }
 }
+
+#[test]
+fn help_names_the_option_and_its_variable() {
+    let out = Drainit::new(Mode::Parent).arg("--help").run(secs(10.0));
+    assert_eq!(out.code, Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("--success-exit <CODES>"), "{help}");
+    assert!(help.contains("DRAINIT_SUCCESS_EXIT"), "{help}");
+}
