@@ -5,8 +5,9 @@
 #   make demo     drainit as PID 1 of a new PID namespace, stopping a sample app
 #   make test     every test: lint, unit, integration (as PID 1 and as a plain
 #                 parent), the quick zero-downtime gate, and the end-to-end
-#                 tests in a real container engine
-#   make e2e      only the end-to-end tests (podman + runc)
+#                 tests in real container engines
+#   make e2e      only the end-to-end tests: podman + runc, podman kube play,
+#                 and a dockerd of their own (tests/e2e/run.sh)
 #   make stress-test  the integration tests 5 times in a row beside 2 busy
 #                 loops per core, failing if any round fails
 #   make bench    drainit side by side with tini, dumb-init and catatonit

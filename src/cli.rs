@@ -78,6 +78,10 @@ pub struct Cli {
     #[arg(long, env = "DRAINIT_DRAIN_ON", value_name = "SIGNALS", value_parser = SigSet::parse, help_heading = "Drain")]
     pub drain_on: Option<SigSet>,
 
+    /// Exit codes of the app that count as success: drainit exits 0 instead (e.g. 143,130 for an app killed by the drain's SIGTERM or by SIGINT)
+    #[arg(long, env = "DRAINIT_SUCCESS_EXIT", value_name = "CODES", allow_hyphen_values = true, value_parser = SuccessExitParser)]
+    pub success_exit: Option<SuccessExit>,
+
     /// Check health and exit: 0 healthy, 1 unhealthy (draining, or --url not answering 2xx)
     #[arg(long, help_heading = "Health check")]
     pub healthcheck: bool,
@@ -148,6 +152,94 @@ pub enum Mode {
 pub struct Config {
     pub mode: Mode,
     pub log: LogLevel,
+    /// `--success-exit`: the app's exit codes that become 0.
+    pub success_exit: Option<SuccessExit>,
+}
+
+/// The app's exit codes that `--success-exit` turns into 0, and where they
+/// were set (the option or its variable), for the log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuccessExit {
+    codes: Vec<u8>,
+    pub from: &'static str,
+}
+
+impl SuccessExit {
+    /// `143,130`: exit codes 0-255, comma-separated. drainit's own codes
+    /// (125, 126, 127) and 137 (a SIGKILL: drainit's kill deadline, or the
+    /// OOM killer) are refused: counting them as success would hide a failure.
+    pub fn parse(text: &str) -> Result<SuccessExit, String> {
+        let mut codes = Vec::new();
+        for item in text.split(',') {
+            let item = item.trim();
+            if item.is_empty() {
+                return Err("expected exit codes separated by commas, e.g. 143,130".into());
+            }
+            let code = item
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| item.parse::<u8>().ok())
+                .flatten()
+                .ok_or_else(|| format!("'{}' is not an exit code (0-255)", cut(item)))?;
+            match code {
+                125..=127 => {
+                    return Err(format!(
+                        "{code} is drainit's own exit code (125: its error, 126: cannot execute, 127: not found) and cannot count as success"
+                    ));
+                }
+                137 => {
+                    return Err(
+                        "137 is a SIGKILL (drainit's kill deadline, or the OOM killer) and cannot count as success"
+                            .into(),
+                    );
+                }
+                _ => {}
+            }
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        Ok(SuccessExit {
+            codes,
+            from: "--success-exit",
+        })
+    }
+
+    pub fn contains(&self, code: i32) -> bool {
+        self.codes.iter().any(|&c| i32::from(c) == code)
+    }
+}
+
+/// Parses `--success-exit` without echoing the whole value in the error (a
+/// templated variable can be 128 KiB long): the line names the bad entry,
+/// cut short, and `one_line` adds the variable's name when it came from one.
+#[derive(Clone)]
+struct SuccessExitParser;
+
+impl clap::builder::TypedValueParser for SuccessExitParser {
+    type Value = SuccessExit;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<SuccessExit, clap::Error> {
+        let fail = |why: String| {
+            use clap::error::{ContextKind, ContextValue, ErrorKind};
+            let mut e = clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("--success-exit: {why}\n"),
+            );
+            let name = arg.map_or_else(|| "--success-exit".to_string(), |a| a.to_string());
+            e.insert(ContextKind::InvalidArg, ContextValue::String(name));
+            e
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| fail("expected exit codes, got bytes that are not UTF-8".into()))?;
+        SuccessExit::parse(text).map_err(fail)
+    }
 }
 
 /// The outcome of reading the command line.
@@ -235,6 +327,14 @@ impl Config {
         matches: &ArgMatches,
     ) -> Result<Config, Error> {
         let usage = |text: String| Err(Error::Usage(text));
+        let success_exit = cli.success_exit.clone().map(|s| SuccessExit {
+            from: if from_command_line("success_exit") {
+                "--success-exit"
+            } else {
+                "DRAINIT_SUCCESS_EXIT"
+            },
+            ..s
+        });
         let log = match (cli.verbose, cli.quiet) {
             (true, _) => LogLevel::Verbose,
             (_, true) => LogLevel::Quiet,
@@ -266,6 +366,7 @@ impl Config {
                     timeout: cli.timeout,
                 }),
                 log,
+                success_exit,
             });
         }
         for id in ["url", "timeout"] {
@@ -278,6 +379,7 @@ impl Config {
             return Ok(Config {
                 mode: Mode::Explain(launch),
                 log,
+                success_exit,
             });
         }
         if launch.command.is_empty() {
@@ -288,6 +390,7 @@ impl Config {
         Ok(Config {
             mode: Mode::Run(launch),
             log,
+            success_exit,
         })
     }
 }
@@ -391,6 +494,14 @@ impl Launch {
                 grace: cli.grace,
             },
         })
+    }
+}
+
+/// At most 24 characters of `text`, for an error line.
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(24) {
+        Some((end, _)) => format!("{}...", text.get(..end).unwrap_or_default()),
+        None => text.to_string(),
     }
 }
 
@@ -554,5 +665,31 @@ mod tests {
         assert_eq!(h.drain_file, Some(PathBuf::from("/tmp/d")));
         assert_eq!(h.timeout, Duration::from_millis(500));
         assert!(h.url.is_some());
+    }
+
+    #[test]
+    fn success_exit_takes_a_list_of_the_apps_codes() {
+        let s = SuccessExit::parse("143, 130,143,0,255").unwrap();
+        assert_eq!(s.codes, [143, 130, 0, 255]);
+        assert!(s.contains(143) && s.contains(130) && !s.contains(1));
+        let c = parse_strs(&["--success-exit", "143", "app"]).unwrap();
+        assert_eq!(c.success_exit.unwrap().from, "--success-exit");
+        for bad in [
+            "", "143,", ",143", "256", "-1", "+1", "0x8f", "1e2", "143;130", "SIGTERM",
+        ] {
+            assert!(SuccessExit::parse(bad).is_err(), "{bad:?}");
+        }
+        for own in ["125", "126", "127", "137", "143,137"] {
+            let e = SuccessExit::parse(own).unwrap_err();
+            assert!(e.contains("cannot count as success"), "{own}: {e}");
+        }
+        let e = parse_strs(&["--success-exit", "143,x", "app"]).unwrap_err();
+        assert_eq!(e, "--success-exit: 'x' is not an exit code (0-255)");
+        let long = "9".repeat(100_000);
+        let e = SuccessExit::parse(&long).unwrap_err();
+        assert_eq!(
+            e,
+            format!("'{}...' is not an exit code (0-255)", &long[..24])
+        );
     }
 }

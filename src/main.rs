@@ -96,7 +96,26 @@ fn run(args: Vec<OsString>) -> i32 {
             print!("{}", explain::timeline(&launch));
             0
         }
-        Mode::Run(launch) => supervisor::supervise(&launch, inherited),
+        Mode::Run(launch) => success_exit(
+            supervisor::supervise(&launch, inherited),
+            config.success_exit.as_ref(),
+        ),
+    }
+}
+
+/// `--success-exit`: the app's listed exit codes become 0. drainit's own
+/// codes (125-127) and 137 cannot be listed (see `cli::SuccessExit::parse`),
+/// so only a code the app itself ended with is ever turned.
+fn success_exit(code: i32, success: Option<&cli::SuccessExit>) -> i32 {
+    match success {
+        Some(success) if code != 0 && success.contains(code) => {
+            log::info!(
+                "the app's exit code {code} counts as success ({}): exiting 0",
+                success.from
+            );
+            0
+        }
+        _ => code,
     }
 }
 
