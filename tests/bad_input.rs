@@ -439,6 +439,15 @@ fn control_bytes_never_split_a_refusal() {
         let line = refusal(Drainit::new(Mode::Parent).args(args), &format!("{args:?}"));
         assert_eq!(line, want);
     }
+    // Whatever the URL parser says about a URL, the URL comes out escaped.
+    for by_env in [false, true] {
+        let d = Drainit::new(Mode::Parent)
+            .options(&[("--url", "ftp://a\nb/")], by_env)
+            .arg("--healthcheck");
+        let line = refusal(d, "--url");
+        assert!(line.starts_with("drainit: error: --url: "), "{line}");
+        assert!(line.contains("a\\nb"), "{line}");
+    }
     // A logged name is escaped too.
     let out = Drainit::new(Mode::Parent)
         .env("DRAINIT_TYPO\nX", "1")
