@@ -41,7 +41,7 @@ enum Stream {
 
 /// drainit with `args` and only `env` of the DRAINIT_* variables, its
 /// `stream` going to `sink` (the other one to /dev/null).
-fn start(mode: Mode, args: &[&str], env: &[(&str, &str)], stream: Stream, sink: Sink) -> Child {
+fn start(mode: Mode, args: &[&str], env: &[(&str, &str)], stream: Stream, sink: Sink) -> Started {
     // A closed descriptor cannot be handed over by std: a shell closes it and
     // execs drainit (or unshare) in its place.
     let close = match (sink, stream) {
@@ -84,22 +84,35 @@ fn start(mode: Mode, args: &[&str], env: &[(&str, &str)], stream: Stream, sink: 
         Stream::Stdout => command.stdout(target).stderr(Stdio::null()),
         Stream::Stderr => command.stdout(Stdio::null()).stderr(target),
     };
-    command.spawn().expect("start drainit")
+    Started(command.spawn().expect("start drainit"))
 }
 
-/// Waits for `child` at most `timeout`; kills it (and what it started) and fails if it does not exit.
-fn finish(mut child: Child, timeout: Duration, what: &str) -> ExitStatus {
+/// A started drainit; if the test fails half-way, it and everything it
+/// started are SIGKILLed, so that nothing is left running.
+struct Started(Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        let root = self.0.id() as i32;
+        for pid in descendants(root).into_iter().chain([root]) {
+            kill(pid, SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for drainit at most `timeout`; fails if it does not exit (and the
+/// drop kills it).
+fn finish(mut started: Started, timeout: Duration, what: &str) -> ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = started.0.try_wait().unwrap() {
             return status;
         }
         if Instant::now() >= deadline {
-            let root = child.id() as i32;
-            for pid in descendants(root).into_iter().chain([root]) {
-                kill(pid, SIGKILL);
-            }
-            let _ = child.wait();
             panic!("{what}: drainit did not exit within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -198,8 +211,8 @@ fn cpu_ticks(pid: i32) -> u64 {
 }
 
 /// drainit's own host pid: the child itself, or the child of unshare.
-fn drainit_pid(mode: Mode, child: &Child) -> i32 {
-    let me = child.id() as i32;
+fn drainit_pid(mode: Mode, started: &Started) -> i32 {
+    let me = started.0.id() as i32;
     if mode == Mode::Parent {
         return me;
     }
