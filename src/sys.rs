@@ -69,6 +69,13 @@ fn sigprocmask(how: c_int, set: Option<SigSet>) -> io::Result<SigSet> {
     check(ret).map(|_| SigSet(old))
 }
 
+/// Blocks SIGPIPE, so that a write to a pipe whose reader has gone fails
+/// with EPIPE instead of killing drainit (whatever mask the mode runs with).
+pub fn block_sigpipe() -> io::Result<()> {
+    let pipe = SigSet::EMPTY.with(signals::Signal::PIPE);
+    sigprocmask(libc::SIG_BLOCK, Some(pipe)).map(|_| ())
+}
+
 /// The kernel's `struct sigaction` on x86_64 (not libc's).
 #[repr(C)]
 #[derive(Default)]
