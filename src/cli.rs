@@ -571,11 +571,8 @@ impl Config {
                 Some((t, _)) => t,
                 None => DEFAULT_TIMEOUT,
             };
-            // Url::parse quotes what it was given: shown escaped, like every value.
-            let url = value(URL, cli.url.as_ref(), env, |text| {
-                Url::parse(text).map_err(|e| escaped(&e).to_string())
-            })?
-            .map(|(url, _)| url);
+            // Url::parse escapes what it quotes of the URL itself.
+            let url = value(URL, cli.url.as_ref(), env, Url::parse)?.map(|(url, _)| url);
             return Ok(Config {
                 mode: Mode::Healthcheck(Health {
                     drain_file: values.drain_file,
