@@ -22,10 +22,8 @@ use crate::time::{format_duration, rfc3339, since};
 
 pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let pid1 = sys::pid() == 1;
-    if !pid1 {
-        if let Err(e) = sys::become_subreaper() {
-            warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
-        }
+    if !pid1 && let Err(e) = sys::become_subreaper() {
+        warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
     }
     if let Some(path) = &launch.drain_file {
         remove_stale_drain_file(path);
@@ -137,10 +135,11 @@ impl Supervisor<'_> {
                 }
             }
             // Before the deadline: nothing left to wait for means no SIGKILL to log.
-            if self.machine.awaiting_leftovers() && !self.leftovers_alive() {
-                if let Some(code) = self.feed(Event::LeftoversGone, now) {
-                    return code;
-                }
+            if self.machine.awaiting_leftovers()
+                && !self.leftovers_alive()
+                && let Some(code) = self.feed(Event::LeftoversGone, now)
+            {
+                return code;
             }
             if let Some(code) = self.feed(Event::Tick, now) {
                 return code;
