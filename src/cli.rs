@@ -319,14 +319,14 @@ impl Launch {
         let delay = cli.drain_delay.unwrap_or(Duration::ZERO);
         let show = |d: Duration| format_duration(d);
 
-        if let (Some(kill), Some(stop)) = (cli.kill_after, cli.stop_timeout) {
-            if kill >= stop {
-                return usage(format!(
-                    "--kill-after ({}) must be shorter than --stop-timeout ({}), or the orchestrator kills first",
-                    show(kill),
-                    show(stop)
-                ));
-            }
+        if let (Some(kill), Some(stop)) = (cli.kill_after, cli.stop_timeout)
+            && kill >= stop
+        {
+            return usage(format!(
+                "--kill-after ({}) must be shorter than --stop-timeout ({}), or the orchestrator kills first",
+                show(kill),
+                show(stop)
+            ));
         }
         let (kill_after, kill_source) = match (cli.kill_after, cli.stop_timeout) {
             (Some(kill), _) => (Some(kill), Some(KillSource::KillAfter)),
@@ -346,32 +346,32 @@ impl Launch {
             }
             (None, None) => (None, None),
         };
-        if let Some(stop) = cli.stop_timeout {
-            if delay >= stop {
-                return usage(format!(
-                    "--drain-delay ({}) must be shorter than --stop-timeout ({})",
-                    show(delay),
-                    show(stop)
-                ));
-            }
+        if let Some(stop) = cli.stop_timeout
+            && delay >= stop
+        {
+            return usage(format!(
+                "--drain-delay ({}) must be shorter than --stop-timeout ({})",
+                show(delay),
+                show(stop)
+            ));
         }
-        if let Some(kill) = kill_after {
-            if delay >= kill {
-                let deadline = match kill_source {
-                    Some(KillSource::StopTimeout) => {
-                        format!(
-                            "the kill deadline ({}: --stop-timeout minus {})",
-                            show(kill),
-                            show(ESCALATION_MARGIN)
-                        )
-                    }
-                    _ => format!("--kill-after ({})", show(kill)),
-                };
-                return usage(format!(
-                    "--drain-delay ({}) must be shorter than {deadline}",
-                    show(delay)
-                ));
-            }
+        if let Some(kill) = kill_after
+            && delay >= kill
+        {
+            let deadline = match kill_source {
+                Some(KillSource::StopTimeout) => {
+                    format!(
+                        "the kill deadline ({}: --stop-timeout minus {})",
+                        show(kill),
+                        show(ESCALATION_MARGIN)
+                    )
+                }
+                _ => format!("--kill-after ({})", show(kill)),
+            };
+            return usage(format!(
+                "--drain-delay ({}) must be shorter than {deadline}",
+                show(delay)
+            ));
         }
 
         let drain = draining.then_some(Drain {

@@ -79,10 +79,10 @@ impl std::fmt::Display for Url {
 
 /// Runs the check: `(healthy, one-line reason)`.
 pub fn check(health: &Health) -> (bool, String) {
-    if let Some(path) = &health.drain_file {
-        if let Some(reason) = draining(path) {
-            return (false, reason);
-        }
+    if let Some(path) = &health.drain_file
+        && let Some(reason) = draining(path)
+    {
+        return (false, reason);
     }
     let Some(url) = &health.url else {
         return match &health.drain_file {
