@@ -660,10 +660,10 @@ impl<'a> Values<'a> {
         let duration =
             |opt: Opt, flag: &'a Option<OsString>| value(opt, flag.as_ref(), env, parse_duration);
         let drain_file = Given::find(DRAIN_FILE, cli.drain_file.as_ref(), env);
-        if let Some(given) = drain_file {
-            if given.text.is_empty() {
-                return Err(given.refuse("the path is empty"));
-            }
+        if let Some(given) = drain_file
+            && given.text.is_empty()
+        {
+            return Err(given.refuse("the path is empty"));
         }
         Ok(Values {
             group: !switch(NO_GROUP, cli.no_group, env)?,
@@ -699,19 +699,19 @@ impl Launch {
             )
         };
 
-        if let Some((kill, given)) = v.kill_after {
-            if kill.is_zero() {
-                return Err(given.refuse("must be longer than 0s"));
-            }
+        if let Some((kill, given)) = v.kill_after
+            && kill.is_zero()
+        {
+            return Err(given.refuse("must be longer than 0s"));
         }
-        if let (Some((kill, kill_g)), Some((stop, stop_g))) = (v.kill_after, v.stop_timeout) {
-            if kill >= stop {
-                return usage(format!(
-                    "{} must be shorter than {}, or the orchestrator kills first",
-                    kill_g.named(show(kill)),
-                    stop_g.named(show(stop))
-                ));
-            }
+        if let (Some((kill, kill_g)), Some((stop, stop_g))) = (v.kill_after, v.stop_timeout)
+            && kill >= stop
+        {
+            return usage(format!(
+                "{} must be shorter than {}, or the orchestrator kills first",
+                kill_g.named(show(kill)),
+                stop_g.named(show(stop))
+            ));
         }
         let (kill_after, kill_source) = match (v.kill_after, v.stop_timeout) {
             (Some((kill, _)), _) => (Some(kill), Some(KillSource::KillAfter)),
@@ -728,29 +728,29 @@ impl Launch {
             },
             (None, None) => (None, None),
         };
-        if let Some((stop, stop_g)) = v.stop_timeout {
-            if delay >= stop {
-                return usage(format!(
-                    "{} must be shorter than {}",
-                    delay_named(),
-                    stop_g.named(show(stop))
-                ));
-            }
+        if let Some((stop, stop_g)) = v.stop_timeout
+            && delay >= stop
+        {
+            return usage(format!(
+                "{} must be shorter than {}",
+                delay_named(),
+                stop_g.named(show(stop))
+            ));
         }
-        if let Some(kill) = kill_after {
-            if delay >= kill {
-                let deadline = match (v.kill_after, v.stop_timeout) {
-                    (Some((_, kill_g)), _) => kill_g.named(show(kill)),
-                    (None, Some((_, stop_g))) => format!(
-                        "the kill deadline ({}: {} minus {})",
-                        show(kill),
-                        stop_g.opt.flag,
-                        show(ESCALATION_MARGIN)
-                    ),
-                    (None, None) => show(kill),
-                };
-                return usage(format!("{} must be shorter than {deadline}", delay_named()));
-            }
+        if let Some(kill) = kill_after
+            && delay >= kill
+        {
+            let deadline = match (v.kill_after, v.stop_timeout) {
+                (Some((_, kill_g)), _) => kill_g.named(show(kill)),
+                (None, Some((_, stop_g))) => format!(
+                    "the kill deadline ({}: {} minus {})",
+                    show(kill),
+                    stop_g.opt.flag,
+                    show(ESCALATION_MARGIN)
+                ),
+                (None, None) => show(kill),
+            };
+            return usage(format!("{} must be shorter than {deadline}", delay_named()));
         }
 
         let drain = draining.then_some(Drain {

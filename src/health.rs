@@ -218,10 +218,10 @@ fn too_late(health: &Health, stage: u8) -> String {
 }
 
 fn run(health: &Health, deadline: Option<Instant>, stage: &AtomicU8) -> (bool, String) {
-    if let Some(path) = &health.drain_file {
-        if let Some(reason) = draining(path) {
-            return (false, reason);
-        }
+    if let Some(path) = &health.drain_file
+        && let Some(reason) = draining(path)
+    {
+        return (false, reason);
     }
     let Some(url) = &health.url else {
         return match &health.drain_file {
@@ -398,13 +398,14 @@ fn parse_status_line(head: &[u8]) -> Result<u16, String> {
     ] = head
     {
         let code = [*a, *b, *c];
-        if major.is_ascii_digit() && minor.is_ascii_digit() && code.iter().all(u8::is_ascii_digit) {
-            if let Some(code) = std::str::from_utf8(&code)
+        if major.is_ascii_digit()
+            && minor.is_ascii_digit()
+            && code.iter().all(u8::is_ascii_digit)
+            && let Some(code) = std::str::from_utf8(&code)
                 .ok()
                 .and_then(|c| c.parse::<u16>().ok())
-            {
-                return Ok(code);
-            }
+        {
+            return Ok(code);
         }
     }
     if head.is_empty() {

@@ -30,19 +30,16 @@
 )]
 
 mod cli;
-#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)] // TODO(merge): remove
 mod drain;
 mod drainfile;
 mod error;
 mod exit;
 mod explain;
-#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)] // TODO(merge): remove
 mod health;
 mod output;
 mod procfs;
 mod signals;
 mod spawn;
-#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)] // TODO(merge): remove
 mod supervisor;
 #[allow(unsafe_code)]
 #[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)] // TODO(merge): remove

@@ -69,10 +69,10 @@ impl Log for Logger {
             Level::Debug => "debug: ",
             Level::Trace => "trace: ",
         };
-        if let Err(e) = write_line(format_args!("{level}{}", record.args())) {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                self.gone.store(true, Ordering::Relaxed);
-            }
+        if let Err(e) = write_line(format_args!("{level}{}", record.args()))
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            self.gone.store(true, Ordering::Relaxed);
         }
     }
 

@@ -22,16 +22,14 @@ use crate::time::{format_duration, since};
 
 pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let pid1 = sys::pid() == 1;
-    if !pid1 {
-        if let Err(e) = sys::become_subreaper() {
-            warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
-        }
+    if !pid1 && let Err(e) = sys::become_subreaper() {
+        warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
     }
-    if let Some(path) = &launch.drain_file {
-        if let Err(e) = drainfile::clear_stale(path) {
-            error!("{e}");
-            return e.exit_code();
-        }
+    if let Some(path) = &launch.drain_file
+        && let Err(e) = drainfile::clear_stale(path)
+    {
+        error!("{e}");
+        return e.exit_code();
     }
     let signals = match SignalFd::new(SigSet::catchable()) {
         Ok(fd) => fd,
@@ -69,7 +67,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         self_pid: sys::pid(),
         app_alive: true,
         started: Instant::now(),
-        machine: Machine::new(launch.policy.clone()),
+        machine: Machine::new(&launch.policy),
     }
     .supervise(&signals)
 }
@@ -81,7 +79,7 @@ struct Supervisor<'a> {
     self_pid: i32,
     app_alive: bool,
     started: Instant,
-    machine: Machine,
+    machine: Machine<'a>,
 }
 
 impl Supervisor<'_> {
@@ -114,8 +112,12 @@ impl Supervisor<'_> {
                     continue;
                 }
                 if i64::from(r.sender) == i64::from(self.self_pid) {
-                    // Raised by drainit's own doing (a write to a closed pipe, say): not the app's business.
-                    debug!("ignoring {signal} raised by drainit itself");
+                    // Raised by drainit's own doing (a write to a closed pipe, say): not
+                    // the app's business. Never a log line about a signal that a write
+                    // raises: with stderr gone, that line would raise the next one.
+                    if !matches!(r.signal, libc::SIGPIPE | libc::SIGXFSZ) {
+                        debug!("ignoring {signal} raised by drainit itself");
+                    }
                     continue;
                 }
                 events.push(Event::Signal(signal));
@@ -135,15 +137,15 @@ impl Supervisor<'_> {
                     return code;
                 }
             }
-            if self.machine.next_deadline().is_some_and(|due| now >= due) {
-                if let Some(code) = self.feed(Event::Deadline, now) {
-                    return code;
-                }
+            // Before the deadline: nothing left to wait for means no SIGKILL to log.
+            if self.machine.awaiting_leftovers()
+                && !self.leftovers_alive()
+                && let Some(code) = self.feed(Event::LeftoversGone, now)
+            {
+                return code;
             }
-            if self.machine.awaiting_leftovers() && !self.leftovers_alive() {
-                if let Some(code) = self.feed(Event::LeftoversGone, now) {
-                    return code;
-                }
+            if let Some(code) = self.feed(Event::Tick, now) {
+                return code;
             }
         }
     }
@@ -174,14 +176,6 @@ impl Supervisor<'_> {
         }
     }
 
-    /// "t+5.0s: " while a drain runs.
-    fn stamp(&self) -> String {
-        self.machine
-            .drain_start()
-            .map(|start| format!("{}: ", since(self.now().saturating_sub(start))))
-            .unwrap_or_default()
-    }
-
     fn carry_out(&mut self, action: Action) -> Option<i32> {
         match action {
             Action::Forward(signal) => match self.app_target() {
@@ -191,19 +185,29 @@ impl Supervisor<'_> {
                 }
                 None => debug!("{signal} not forwarded: the app has exited"),
             },
-            Action::Swallow(signal) => {
+            Action::Swallow { signal, at } => {
                 info!(
                     "{}{signal} again: the app already has its stop signal; not sending another",
-                    self.stamp()
+                    stamp(Some(at))
                 )
             }
-            Action::StartDrain(signal) => self.start_drain(signal),
-            Action::Stop(signal, reason) => self.stop(signal, reason),
+            Action::StartDrain { signal, delay, .. } => self.start_drain(signal, delay),
+            Action::Stop {
+                signal,
+                reason,
+                at,
+                kill_at,
+            } => self.stop(signal, reason, at, kill_at),
             Action::TermLeftovers {
-                code: _,
+                wait,
                 spare_group,
-            } => self.term_leftovers(spare_group),
-            Action::Kill { app_alive } => self.kill(app_alive),
+                at,
+            } => self.term_leftovers(wait, spare_group, at),
+            Action::Kill {
+                app_alive,
+                exit,
+                at,
+            } => self.kill(app_alive, exit, at),
             Action::Exit(code) => {
                 debug!("exiting with code {code}");
                 return Some(code);
@@ -212,13 +216,7 @@ impl Supervisor<'_> {
         None
     }
 
-    fn start_drain(&self, signal: Signal) {
-        let delay = self
-            .launch
-            .policy
-            .drain
-            .as_ref()
-            .map_or(Duration::ZERO, |d| d.delay);
+    fn start_drain(&self, signal: Signal, delay: Duration) {
         let file = match &self.launch.drain_file {
             Some(path) => match drainfile::write(path, signal) {
                 Ok(()) => format!("; drain file {} written", crate::text::path(path)),
@@ -239,11 +237,17 @@ impl Supervisor<'_> {
         };
         info!(
             "{}{signal} received: drain started{file}{serving}",
-            self.stamp()
+            stamp(Some(Duration::ZERO))
         );
     }
 
-    fn stop(&self, signal: Signal, reason: StopReason) {
+    fn stop(
+        &self,
+        signal: Signal,
+        reason: StopReason,
+        at: Option<Duration>,
+        kill_at: Option<Duration>,
+    ) {
         let Some(target) = self.app_target() else {
             return;
         };
@@ -253,27 +257,22 @@ impl Supervisor<'_> {
             self.signal(target, Signal::CONT);
         }
         let to = describe_target(target);
-        let kill = self
-            .machine
-            .next_deadline()
-            .zip(self.machine.drain_start())
-            .map(|(due, start)| format!("; SIGKILL at {}", since(due.saturating_sub(start))))
+        let kill = kill_at
+            .map(|k| format!("; SIGKILL at {}", since(k)))
             .unwrap_or_default();
+        let stamp = stamp(at);
         match reason {
             StopReason::Forwarded => info!("forwarded {signal} to {to}"),
-            StopReason::DelayOver => info!("{}sending {signal} to {to}{kill}", self.stamp()),
+            StopReason::DelayOver => info!("{stamp}sending {signal} to {to}{kill}"),
             StopReason::CutShort(by) => {
-                info!(
-                    "{}{by} received: drain delay cut short; sending {signal} to {to}{kill}",
-                    self.stamp()
-                )
+                info!("{stamp}{by} received: drain delay cut short; sending {signal} to {to}{kill}")
             }
         }
     }
 
     /// The app has exited: SIGTERM (and SIGCONT) to what it left behind, unless
-    /// they already had a stop signal; they get the grace period to finish.
-    fn term_leftovers(&self, spare_group: bool) {
+    /// they already had a stop signal; they get `wait` to finish.
+    fn term_leftovers(&self, wait: Duration, spare_group: bool, at: Option<Duration>) {
         if !self.leftovers_alive() {
             return;
         }
@@ -298,11 +297,6 @@ impl Supervisor<'_> {
             self.signal(*target, Signal::TERM);
             self.signal(*target, Signal::CONT);
         }
-        // To the tenth of a second: "5s", not "4.999s".
-        let grace = self.machine.next_deadline().map(|due| {
-            let tenths = (due.saturating_sub(self.now()).as_millis() + 50) / 100;
-            format_duration(Duration::from_millis(tenths as u64 * 100))
-        });
         let told = match (targets.is_empty(), spare_group) {
             (true, _) => "they already had a stop signal",
             (false, true) => "sent SIGTERM to those that had no stop signal yet",
@@ -310,12 +304,12 @@ impl Supervisor<'_> {
         };
         info!(
             "{}the app left processes behind; {told}; waiting up to {} before SIGKILL",
-            self.stamp(),
-            grace.unwrap_or_default()
+            stamp(at),
+            format_duration(to_tenths(wait))
         );
     }
 
-    fn kill(&self, app_alive: bool) {
+    fn kill(&self, app_alive: bool, exit: i32, at: Option<Duration>) {
         let target = if self.pid1 {
             Some(Target::All)
         } else {
@@ -328,13 +322,11 @@ impl Supervisor<'_> {
         } else {
             describe_target(target)
         };
+        let stamp = stamp(at);
         if app_alive {
-            warn!(
-                "{}kill deadline reached: SIGKILL to {what}; exiting 137",
-                self.stamp()
-            );
+            warn!("{stamp}kill deadline reached: SIGKILL to {what}; exiting {exit}");
         } else {
-            warn!("{}grace period over: SIGKILL to {what}", self.stamp());
+            warn!("{stamp}grace period over: SIGKILL to {what}");
         }
     }
 
@@ -349,6 +341,17 @@ impl Supervisor<'_> {
             false
         }
     }
+}
+
+/// "t+5.0s: " while a drain runs (`at`: the time since it started).
+fn stamp(at: Option<Duration>) -> String {
+    at.map(|t| format!("{}: ", since(t))).unwrap_or_default()
+}
+
+/// To the tenth of a second: "5s", not "4.999s".
+fn to_tenths(d: Duration) -> Duration {
+    let tenths = d.as_millis().saturating_add(50) / 100;
+    Duration::from_millis(u64::try_from(tenths.saturating_mul(100)).unwrap_or(u64::MAX))
 }
 
 fn describe(status: Status) -> String {
