@@ -4,9 +4,21 @@
 #   make size     its size, failing over the 512 KiB budget
 #   make demo     drainit as PID 1 of a new PID namespace, stopping a sample app
 #   make test     every test: lint, unit, integration (as PID 1 and as a plain
-#                 parent), and the end-to-end tests in a real container engine
-#   make e2e      only the end-to-end tests (podman + runc)
+#                 parent), the quick zero-downtime gate, and the end-to-end
+#                 tests in real container engines
+#   make e2e      only the end-to-end tests: podman + runc, podman kube play,
+#                 and a dockerd of their own (tests/e2e/run.sh)
+#   make stress-test  the integration tests 5 times in a row beside 2 busy
+#                 loops per core, failing if any round fails
 #   make bench    drainit side by side with tini, dumb-init and catatonit
+#   make zero-downtime
+#                 requests lost when one of two instances behind HAProxy is
+#                 stopped under load: drainit against tini, dumb-init and
+#                 catatonit (about 1.5 minutes; exits non-zero unless every
+#                 drainit row lost 0 requests out of >= 1000)
+#   make zero-downtime-quick
+#                 the same gate on fewer rows (drainit's and tini's), part of
+#                 make test
 
 SHELL := /bin/bash
 TARGET := x86_64-unknown-linux-musl
@@ -23,7 +35,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 RELEASE_ENV := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
 RELEASE_ARGS := --release --locked --target $(TARGET) -Zbuild-std=std,panic_abort
 
-.PHONY: all build size toolchain demo test lint unit integration e2e bench clean
+.PHONY: all build size toolchain demo test lint unit integration stress-test e2e bench zero-downtime zero-downtime-quick clean
 all: build
 
 toolchain:
@@ -53,13 +65,47 @@ integration: build
 	@bash scripts/deps.sh test
 	DRAINIT_BIN=$(abspath $(BIN)) $(CARGO) test --locked --test '*' -- --test-threads=4
 
+# The integration tests ROUNDS times in a row with 2 busy loops per core
+# beside them: the timing tests must hold on a loaded machine. The loops end
+# with the recipe, whatever way it ends (trap). Round logs: target/stress-test/.
+ROUNDS ?= 5
+stress-test: build
+	@bash scripts/deps.sh test
+	@DRAINIT_BIN=$(abspath $(BIN)) $(CARGO) test --locked --test '*' --no-run 2>&1 | tail -1
+	@set -u; logs=target/stress-test; mkdir -p $$logs; \
+	loops=(); \
+	stop_loops() { [ $${#loops[@]} -eq 0 ] || kill "$${loops[@]}" 2>/dev/null; wait 2>/dev/null; loops=(); }; \
+	trap stop_loops EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	n=$$(( $$(nproc) * 2 )); \
+	for _ in $$(seq $$n); do ( while :; do :; done ) & loops+=($$!); done; \
+	echo "stress-test: $(ROUNDS) rounds of the integration tests beside $$n busy loops ($$(nproc) cores)"; \
+	good=0; begin=$$SECONDS; \
+	for round in $$(seq $(ROUNDS)); do \
+	  start=$$SECONDS; log=$$logs/round-$$round.log; \
+	  DRAINIT_BIN=$(abspath $(BIN)) $(CARGO) test --locked --no-fail-fast --test '*' -- --test-threads=4 >$$log 2>&1; rc=$$?; \
+	  passed=$$(awk '/^test result:/ { n += $$4 } END { print n + 0 }' $$log); \
+	  failed=$$(awk '/^test result:/ { n += $$6 } END { print n + 0 }' $$log); \
+	  if [ $$rc -eq 0 ]; then good=$$((good + 1)); verdict=ok; else verdict=FAILED; fi; \
+	  printf 'round %d/%d: %s, %d passed, %d failed, %ds\n' $$round $(ROUNDS) $$verdict $$passed $$failed $$((SECONDS - start)); \
+	  [ $$rc -eq 0 ] || grep -E '^(---- |thread .* panicked|    [a-z_]+$$)' $$log | sed 's/^/    /'; \
+	done; \
+	stop_loops; \
+	echo "stress-test: $$good/$(ROUNDS) rounds passed in $$((SECONDS - begin))s"; \
+	[ $$good -eq $(ROUNDS) ]
+
 e2e: build
 	@bash tests/e2e/run.sh $(abspath $(BIN))
 
-test: lint size unit integration e2e
+test: lint size unit integration zero-downtime-quick e2e
 
 bench: build
 	@bash bench/run.sh $(abspath $(BIN))
+
+zero-downtime: build
+	@bash bench/zero-downtime/run.sh $(abspath $(BIN))
+
+zero-downtime-quick: build
+	@bash bench/zero-downtime/run.sh $(abspath $(BIN)) --quick
 
 clean:
 	$(CARGO) clean

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, only when one is missing.
-# Usage: deps.sh test|e2e|bench
+# Usage: deps.sh test|e2e|docker|bench|zero-downtime
 set -euo pipefail
 case "${1:-}" in
   test)  need=(util-linux python3 procps) ;;
-  e2e)   need=(podman runc busybox-static) ;;
+  e2e)   need=(podman runc catatonit busybox-static) ;;   # catatonit: the pause image of podman kube play
+  docker) need=(docker.io busybox-static) ;;
   bench) need=(tini dumb-init catatonit hyperfine) ;;
-  *) echo "usage: $0 test|e2e|bench" >&2; exit 2 ;;
+  zero-downtime) need=(haproxy tini dumb-init catatonit gcc libc6-dev python3 util-linux procps) ;;
+  *) echo "usage: $0 test|e2e|docker|bench|zero-downtime" >&2; exit 2 ;;
 esac
 missing=()
 for pkg in "${need[@]}"; do

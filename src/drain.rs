@@ -2,18 +2,23 @@
 //!
 //! `Machine::step(event, now)` says what to do; `Machine::next_deadline()` says
 //! when to wake up next. No syscalls and no clock reads: `now` is the time
-//! since drainit started, handed in by the supervisor, so every path is tested
-//! with plain tables.
+//! since drainit started, handed in by the supervisor (or by `--explain`'s
+//! synthetic clock), so every path is tested with plain tables.
 //!
 //! Without a drain policy the machine is the core init: every signal is
 //! forwarded at once. With one, a drain signal starts the sequence
 //! drain file → delay → stop signal (+ SIGCONT) → SIGKILL at the kill deadline.
 //! Either way, once the app has exited, the processes it left get SIGTERM
 //! (unless they already had a stop signal), a grace period, then SIGKILL.
+//!
+//! The machine is the only place that knows the timeline: every action carries
+//! the times its carrying-out and its log line need, counted from the drain's
+//! start. All arithmetic saturates, so no option value can make it overflow.
 
 use std::time::Duration;
 
-use crate::signals::{SigSet, Signal};
+use crate::exit::Status;
+use crate::signals::{self, SigSet, Signal};
 
 /// How long to wait for processes to vanish after SIGKILL before exiting anyway
 /// (a process stuck in uninterruptible sleep must not keep drainit alive).
@@ -46,8 +51,9 @@ pub enum Event {
     Signal(Signal),
     /// The app (the main child) was reaped; its exit code.
     AppExited(i32),
-    /// `now` has reached `next_deadline()`.
-    Deadline,
+    /// The clock reads `now`: do whatever is due by then (nothing, if nothing
+    /// is). Safe to send at any wake-up; the machine alone checks its deadlines.
+    Tick,
     /// Nothing that drainit waits for is left alive.
     LeftoversGone,
 }
@@ -59,25 +65,48 @@ pub enum StopReason {
     DelayOver,
     /// This signal arrived during the delay and cut it short.
     CutShort(Signal),
-    /// No drain is configured: SIGTERM is passed on at once.
+    /// SIGTERM that starts no drain is passed on at once (with SIGCONT, as every stop signal).
     Forwarded,
 }
 
+/// What to do. Times named `at` are counted from the drain's start (`None`: no
+/// drain has started); `kill_at` is the drain's kill deadline, counted the same way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send this signal on to the app's process group.
     Forward(Signal),
     /// Not forwarding this signal: the app already has its stop signal.
-    Swallow(Signal),
-    /// A drain started, by this signal: write the drain file if there is one.
-    StartDrain(Signal),
-    /// Send the stop signal to the app's process group, then SIGCONT.
-    Stop(Signal, StopReason),
-    /// The app exited with this code: SIGTERM the processes it left behind;
-    /// `spare_group`: the app's group already had a stop signal, do not send it another.
-    TermLeftovers { code: i32, spare_group: bool },
+    Swallow { signal: Signal, at: Duration },
+    /// A drain started now, by `signal`: write the drain file if there is one.
+    /// The stop signal follows after `delay`.
+    StartDrain {
+        signal: Signal,
+        delay: Duration,
+        kill_at: Option<Duration>,
+    },
+    /// Send `signal` to the app's process group, then SIGCONT.
+    Stop {
+        signal: Signal,
+        reason: StopReason,
+        at: Option<Duration>,
+        kill_at: Option<Duration>,
+    },
+    /// The app exited: SIGTERM the processes it left behind, which get `wait`
+    /// before SIGKILL; `spare_group`: the app's group already had a stop
+    /// signal, do not send it another.
+    TermLeftovers {
+        wait: Duration,
+        spare_group: bool,
+        at: Option<Duration>,
+    },
     /// SIGKILL the app's group and, as PID 1, everything else left.
-    Kill { app_alive: bool },
+    /// `app_alive`: the kill deadline caught the app itself (not only what it
+    /// left); drainit exits with `exit` unless the app is reaped with a code of its own.
+    Kill {
+        app_alive: bool,
+        exit: i32,
+        at: Option<Duration>,
+    },
     /// Exit with this code.
     Exit(i32),
 }
@@ -86,7 +115,7 @@ pub enum Action {
 enum Phase {
     /// The app runs; no drain has started.
     Running,
-    /// A drain started at `since`; the stop signal goes out at `since + delay`.
+    /// A drain started at `drain_start`; the stop signal goes out at `drain_start + delay`.
     Delay {
         trigger: Signal,
     },
@@ -105,9 +134,14 @@ enum Phase {
     Done,
 }
 
+/// The code of an app that SIGKILL ended (or that outlived its SIGKILL).
+fn killed() -> i32 {
+    Status::Signaled(signals::KILL).code()
+}
+
 #[derive(Clone, Debug)]
-pub struct Machine {
-    policy: Policy,
+pub struct Machine<'p> {
+    policy: &'p Policy,
     phase: Phase,
     /// When the drain started, if one did.
     drain_start: Option<Duration>,
@@ -117,8 +151,8 @@ pub struct Machine {
     app_code: Option<i32>,
 }
 
-impl Machine {
-    pub fn new(policy: Policy) -> Machine {
+impl<'p> Machine<'p> {
+    pub fn new(policy: &'p Policy) -> Machine<'p> {
         Machine {
             policy,
             phase: Phase::Running,
@@ -126,11 +160,6 @@ impl Machine {
             group_stopped: false,
             app_code: None,
         }
-    }
-
-    /// When the drain started, for log lines that count from it.
-    pub fn drain_start(&self) -> Option<Duration> {
-        self.drain_start
     }
 
     /// Whether the app has exited and drainit waits for what it left.
@@ -144,23 +173,36 @@ impl Machine {
         self.phase == Phase::Done
     }
 
-    fn kill_deadline(&self) -> Option<Duration> {
-        let drain = self.policy.drain.as_ref()?;
-        Some(self.drain_start? + drain.kill_after?)
+    /// How long the app keeps serving once a drain starts.
+    fn delay(&self) -> Duration {
+        self.policy
+            .drain
+            .as_ref()
+            .map_or(Duration::ZERO, |d| d.delay)
     }
 
-    /// The next moment at which `step(Event::Deadline, ..)` is due, if any.
+    /// The kill deadline, counted from the drain's start.
+    fn kill_at(&self) -> Option<Duration> {
+        self.policy.drain.as_ref()?.kill_after
+    }
+
+    /// The kill deadline on the clock, once a drain has started.
+    fn kill_deadline(&self) -> Option<Duration> {
+        Some(self.drain_start?.saturating_add(self.kill_at()?))
+    }
+
+    /// `now`, counted from the drain's start.
+    fn at(&self, now: Duration) -> Option<Duration> {
+        self.drain_start.map(|start| now.saturating_sub(start))
+    }
+
+    /// The next moment at which a `Tick` has something to do, if any.
     pub fn next_deadline(&self) -> Option<Duration> {
         match self.phase {
             Phase::Running | Phase::Done => None,
-            Phase::Delay { .. } => {
-                let delay = self
-                    .policy
-                    .drain
-                    .as_ref()
-                    .map_or(Duration::ZERO, |d| d.delay);
-                self.drain_start.map(|start| start + delay)
-            }
+            Phase::Delay { .. } => self
+                .drain_start
+                .map(|start| start.saturating_add(self.delay())),
             Phase::Stopping { .. } => self.kill_deadline(),
             Phase::Leftovers { until } | Phase::Killed { until } => Some(until),
         }
@@ -171,7 +213,7 @@ impl Machine {
         match event {
             Event::Signal(signal) => self.on_signal(signal, now, &mut actions),
             Event::AppExited(code) => self.on_app_exit(code, now, &mut actions),
-            Event::Deadline => {
+            Event::Tick => {
                 if self.next_deadline().is_some_and(|due| now >= due) {
                     self.on_deadline(now, &mut actions);
                 }
@@ -192,50 +234,67 @@ impl Machine {
             Phase::Running => match drain_on {
                 Some(on) if on.contains(signal) => {
                     self.drain_start = Some(now);
-                    actions.push(Action::StartDrain(signal));
-                    let delay = self
-                        .policy
-                        .drain
-                        .as_ref()
-                        .map_or(Duration::ZERO, |d| d.delay);
+                    let delay = self.delay();
+                    actions.push(Action::StartDrain {
+                        signal,
+                        delay,
+                        kill_at: self.kill_at(),
+                    });
                     if delay.is_zero() {
-                        self.stop(signal, StopReason::DelayOver, actions);
+                        self.stop(signal, StopReason::DelayOver, now, actions);
                     } else {
                         self.phase = Phase::Delay { trigger: signal };
                     }
                 }
-                _ => {
-                    if is_stop_signal(signal) {
-                        self.group_stopped = true;
-                    }
-                    if drain_on.is_none() && signal == Signal::TERM {
-                        // A stopped app ignores SIGTERM until continued.
-                        actions.push(Action::Stop(signal, StopReason::Forwarded));
-                    } else {
-                        actions.push(Action::Forward(signal));
-                    }
-                }
+                _ => self.forward(signal, actions),
             },
             Phase::Delay { trigger } => {
                 if drain_on.is_some_and(|on| on.contains(signal)) || signal == Signal::INT {
-                    self.stop(trigger, StopReason::CutShort(signal), actions);
+                    self.stop(trigger, StopReason::CutShort(signal), now, actions);
                 } else {
-                    actions.push(Action::Forward(signal));
+                    self.forward(signal, actions);
                 }
             }
             Phase::Stopping { sent } => {
                 if signal == sent {
-                    actions.push(Action::Swallow(signal));
+                    actions.push(Action::Swallow {
+                        signal,
+                        at: self.at(now).unwrap_or_default(),
+                    });
                 } else {
-                    actions.push(Action::Forward(signal));
+                    self.forward(signal, actions);
                 }
             }
-            Phase::Leftovers { .. } => actions.push(Action::Forward(signal)),
+            Phase::Leftovers { .. } => self.forward(signal, actions),
             Phase::Killed { .. } | Phase::Done => {}
         }
     }
 
-    fn stop(&mut self, trigger: Signal, reason: StopReason, actions: &mut Vec<Action>) {
+    /// Passes a signal on; SIGTERM, as a stop signal, comes with SIGCONT, whatever the drain options.
+    fn forward(&mut self, signal: Signal, actions: &mut Vec<Action>) {
+        if is_stop_signal(signal) {
+            self.group_stopped = true;
+        }
+        if signal == Signal::TERM {
+            // A stopped app ignores SIGTERM until continued.
+            actions.push(Action::Stop {
+                signal,
+                reason: StopReason::Forwarded,
+                at: None,
+                kill_at: None,
+            });
+        } else {
+            actions.push(Action::Forward(signal));
+        }
+    }
+
+    fn stop(
+        &mut self,
+        trigger: Signal,
+        reason: StopReason,
+        now: Duration,
+        actions: &mut Vec<Action>,
+    ) {
         let signal = self
             .policy
             .drain
@@ -244,7 +303,12 @@ impl Machine {
             .unwrap_or(trigger);
         self.group_stopped = true;
         self.phase = Phase::Stopping { sent: signal };
-        actions.push(Action::Stop(signal, reason));
+        actions.push(Action::Stop {
+            signal,
+            reason,
+            at: self.at(now),
+            kill_at: self.kill_at(),
+        });
     }
 
     fn on_app_exit(&mut self, code: i32, now: Duration, actions: &mut Vec<Action>) {
@@ -254,14 +318,15 @@ impl Machine {
         self.app_code = Some(code);
         match self.phase {
             Phase::Running | Phase::Delay { .. } | Phase::Stopping { .. } => {
-                let grace_end = now + self.policy.grace;
+                let grace_end = now.saturating_add(self.policy.grace);
                 let until = self
                     .kill_deadline()
                     .map_or(grace_end, |kill| kill.min(grace_end));
                 self.phase = Phase::Leftovers { until };
                 actions.push(Action::TermLeftovers {
-                    code,
+                    wait: until.saturating_sub(now),
                     spare_group: self.group_stopped,
+                    at: self.at(now),
                 });
             }
             Phase::Leftovers { .. } | Phase::Killed { .. } | Phase::Done => {}
@@ -270,21 +335,21 @@ impl Machine {
 
     fn on_deadline(&mut self, now: Duration, actions: &mut Vec<Action>) {
         match self.phase {
-            Phase::Delay { trigger } => self.stop(trigger, StopReason::DelayOver, actions),
+            Phase::Delay { trigger } => self.stop(trigger, StopReason::DelayOver, now, actions),
             Phase::Stopping { .. } | Phase::Leftovers { .. } => {
                 self.phase = Phase::Killed {
-                    until: now + KILL_WAIT,
+                    until: now.saturating_add(KILL_WAIT),
                 };
                 actions.push(Action::Kill {
                     app_alive: self.app_code.is_none(),
+                    exit: self.app_code.unwrap_or_else(killed),
+                    at: self.at(now),
                 });
             }
             Phase::Killed { .. } => {
                 self.phase = Phase::Done;
                 // The app that outlived its SIGKILL counts as killed by it.
-                actions.push(Action::Exit(
-                    self.app_code.unwrap_or(128 + crate::signals::KILL),
-                ));
+                actions.push(Action::Exit(self.app_code.unwrap_or_else(killed)));
             }
             Phase::Running | Phase::Done => {}
         }
@@ -297,6 +362,7 @@ fn is_stop_signal(signal: Signal) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use Action::*;
@@ -305,15 +371,15 @@ mod tests {
         Duration::from_secs_f64(s)
     }
 
-    fn core() -> Machine {
-        Machine::new(Policy {
+    fn core() -> Policy {
+        Policy {
             drain: None,
             grace: secs(5.0),
-        })
+        }
     }
 
-    fn drain(delay: f64, stop: Option<Signal>, kill_after: Option<f64>) -> Machine {
-        Machine::new(Policy {
+    fn drain(delay: f64, stop: Option<Signal>, kill_after: Option<f64>) -> Policy {
+        Policy {
             drain: Some(Drain {
                 on: SigSet::of(&[Signal::TERM]),
                 delay: secs(delay),
@@ -321,15 +387,58 @@ mod tests {
                 kill_after: kill_after.map(secs),
             }),
             grace: secs(5.0),
-        })
+        }
     }
 
     fn sig(n: i32) -> Event {
         Event::Signal(Signal::new(n).unwrap())
     }
 
+    fn start(signal: Signal, delay: f64, kill_at: Option<f64>) -> Action {
+        StartDrain {
+            signal,
+            delay: secs(delay),
+            kill_at: kill_at.map(secs),
+        }
+    }
+
+    fn stop(signal: Signal, reason: StopReason, at: f64, kill_at: Option<f64>) -> Action {
+        Stop {
+            signal,
+            reason,
+            at: Some(secs(at)),
+            kill_at: kill_at.map(secs),
+        }
+    }
+
+    fn forwarded_term() -> Action {
+        Stop {
+            signal: Signal::TERM,
+            reason: StopReason::Forwarded,
+            at: None,
+            kill_at: None,
+        }
+    }
+
+    fn leftovers(wait: f64, spare_group: bool, at: Option<f64>) -> Action {
+        TermLeftovers {
+            wait: secs(wait),
+            spare_group,
+            at: at.map(secs),
+        }
+    }
+
+    fn kill(app_alive: bool, exit: i32, at: Option<f64>) -> Action {
+        Kill {
+            app_alive,
+            exit,
+            at: at.map(secs),
+        }
+    }
+
     /// Runs a table of (time, event, expected actions, expected next deadline).
-    fn run(mut m: Machine, table: &[(f64, Event, &[Action], Option<f64>)]) {
+    fn run(policy: &Policy, table: &[(f64, Event, &[Action], Option<f64>)]) {
+        let mut m = Machine::new(policy);
         for (i, (at, event, want, deadline)) in table.iter().enumerate() {
             let got = m.step(*event, secs(*at));
             assert_eq!(got, *want, "row {i}: {event:?} at {at}s");
@@ -344,31 +453,18 @@ mod tests {
     #[test]
     fn core_forwards_every_signal_and_exits_with_the_app() {
         run(
-            core(),
+            &core(),
             &[
                 (0.1, sig(1), &[Forward(Signal::new(1).unwrap())], None),
                 (0.2, sig(10), &[Forward(Signal::new(10).unwrap())], None),
                 (0.3, sig(64), &[Forward(Signal::new(64).unwrap())], None),
-                (
-                    0.4,
-                    sig(15),
-                    &[Stop(Signal::TERM, StopReason::Forwarded)],
-                    None,
-                ),
+                (0.4, sig(15), &[forwarded_term()], None),
                 // A second SIGTERM from the operator is forwarded as well.
-                (
-                    0.5,
-                    sig(15),
-                    &[Stop(Signal::TERM, StopReason::Forwarded)],
-                    None,
-                ),
+                (0.5, sig(15), &[forwarded_term()], None),
                 (
                     1.0,
                     Event::AppExited(143),
-                    &[TermLeftovers {
-                        code: 143,
-                        spare_group: true,
-                    }],
+                    &[leftovers(5.0, true, None)],
                     Some(6.0),
                 ),
                 (1.1, Event::LeftoversGone, &[Exit(143)], None),
@@ -378,22 +474,17 @@ mod tests {
 
     #[test]
     fn core_app_exit_without_signal_terms_the_group() {
-        let mut m = core();
+        let policy = core();
+        let mut m = Machine::new(&policy);
         assert_eq!(
             m.step(Event::AppExited(3), secs(2.0)),
-            [TermLeftovers {
-                code: 3,
-                spare_group: false
-            }]
+            [leftovers(5.0, false, None)]
         );
         assert!(m.awaiting_leftovers());
         assert_eq!(m.next_deadline(), Some(secs(7.0)));
-        // Early deadline calls do nothing.
-        assert_eq!(m.step(Event::Deadline, secs(6.9)), []);
-        assert_eq!(
-            m.step(Event::Deadline, secs(7.0)),
-            [Kill { app_alive: false }]
-        );
+        // Ticks before the deadline do nothing.
+        assert_eq!(m.step(Event::Tick, secs(6.9)), []);
+        assert_eq!(m.step(Event::Tick, secs(7.0)), [kill(false, 3, None)]);
         assert_eq!(m.next_deadline(), Some(secs(7.0) + KILL_WAIT));
         assert_eq!(m.step(Event::Signal(Signal::TERM), secs(7.1)), []);
         assert_eq!(m.step(Event::LeftoversGone, secs(7.2)), [Exit(3)]);
@@ -402,36 +493,36 @@ mod tests {
 
     #[test]
     fn int_and_quit_count_as_stop_signals_in_core() {
-        let mut m = core();
+        let policy = core();
+        let mut m = Machine::new(&policy);
         assert_eq!(m.step(sig(2), secs(0.0)), [Forward(Signal::INT)]);
         assert_eq!(
             m.step(Event::AppExited(130), secs(0.1)),
-            [TermLeftovers {
-                code: 130,
-                spare_group: true
-            }]
+            [leftovers(5.0, true, None)]
         );
-        let mut m = core();
+        let mut m = Machine::new(&policy);
         assert_eq!(
             m.step(sig(10), secs(0.0)),
             [Forward(Signal::new(10).unwrap())]
         );
         assert_eq!(
             m.step(Event::AppExited(0), secs(0.1)),
-            [TermLeftovers {
-                code: 0,
-                spare_group: false
-            }]
+            [leftovers(5.0, false, None)]
         );
     }
 
     #[test]
     fn drain_writes_file_waits_delay_then_stops_then_kills() {
         run(
-            drain(5.0, None, Some(29.0)),
+            &drain(5.0, None, Some(29.0)),
             &[
                 (10.0, sig(10), &[Forward(Signal::new(10).unwrap())], None),
-                (20.0, sig(15), &[StartDrain(Signal::TERM)], Some(25.0)),
+                (
+                    20.0,
+                    sig(15),
+                    &[start(Signal::TERM, 5.0, Some(29.0))],
+                    Some(25.0),
+                ),
                 // Other signals keep flowing during the delay.
                 (
                     21.0,
@@ -439,20 +530,28 @@ mod tests {
                     &[Forward(Signal::new(1).unwrap())],
                     Some(25.0),
                 ),
-                (24.9, Event::Deadline, &[], Some(25.0)),
+                (24.9, Event::Tick, &[], Some(25.0)),
                 (
                     25.0,
-                    Event::Deadline,
-                    &[Stop(Signal::TERM, StopReason::DelayOver)],
+                    Event::Tick,
+                    &[stop(Signal::TERM, StopReason::DelayOver, 5.0, Some(29.0))],
                     Some(49.0),
                 ),
                 // Never a second SIGTERM once the app has its stop signal.
-                (30.0, sig(15), &[Swallow(Signal::TERM)], Some(49.0)),
+                (
+                    30.0,
+                    sig(15),
+                    &[Swallow {
+                        signal: Signal::TERM,
+                        at: secs(10.0),
+                    }],
+                    Some(49.0),
+                ),
                 (31.0, sig(2), &[Forward(Signal::INT)], Some(49.0)),
                 (
                     49.0,
-                    Event::Deadline,
-                    &[Kill { app_alive: true }],
+                    Event::Tick,
+                    &[kill(true, 137, Some(29.0))],
                     Some(51.0),
                 ),
                 (49.1, Event::AppExited(137), &[], Some(51.0)),
@@ -463,21 +562,19 @@ mod tests {
 
     #[test]
     fn stop_signal_overrides_the_trigger() {
-        let mut m = drain(0.0, Some(Signal::QUIT), None);
+        let policy = drain(0.0, Some(Signal::QUIT), None);
+        let mut m = Machine::new(&policy);
         assert_eq!(
             m.step(sig(15), secs(1.0)),
             [
-                StartDrain(Signal::TERM),
-                Stop(Signal::QUIT, StopReason::DelayOver)
+                start(Signal::TERM, 0.0, None),
+                stop(Signal::QUIT, StopReason::DelayOver, 0.0, None)
             ]
         );
         assert_eq!(m.next_deadline(), None);
         assert_eq!(
             m.step(Event::AppExited(0), secs(2.0)),
-            [TermLeftovers {
-                code: 0,
-                spare_group: true
-            }]
+            [leftovers(5.0, true, Some(1.0))]
         );
         assert_eq!(m.next_deadline(), Some(secs(7.0)));
     }
@@ -485,12 +582,21 @@ mod tests {
     #[test]
     fn second_drain_signal_or_int_cuts_the_delay_short() {
         for cut in [15, 2] {
-            let mut m = drain(10.0, None, Some(20.0));
-            assert_eq!(m.step(sig(15), secs(1.0)), [StartDrain(Signal::TERM)]);
+            let policy = drain(10.0, None, Some(20.0));
+            let mut m = Machine::new(&policy);
+            assert_eq!(
+                m.step(sig(15), secs(1.0)),
+                [start(Signal::TERM, 10.0, Some(20.0))]
+            );
             let by = Signal::new(cut).unwrap();
             assert_eq!(
                 m.step(sig(cut), secs(2.0)),
-                [Stop(Signal::TERM, StopReason::CutShort(by))]
+                [stop(
+                    Signal::TERM,
+                    StopReason::CutShort(by),
+                    1.0,
+                    Some(20.0)
+                )]
             );
             // The kill deadline still counts from the drain's start.
             assert_eq!(m.next_deadline(), Some(secs(21.0)));
@@ -499,61 +605,130 @@ mod tests {
 
     #[test]
     fn app_exit_during_delay_ends_at_once() {
-        let mut m = drain(10.0, None, Some(20.0));
+        let policy = drain(10.0, None, Some(20.0));
+        let mut m = Machine::new(&policy);
         m.step(sig(15), secs(1.0));
         assert_eq!(
             m.step(Event::AppExited(0), secs(2.0)),
-            [TermLeftovers {
-                code: 0,
-                spare_group: false
-            }]
+            [leftovers(5.0, false, Some(1.0))]
         );
         assert_eq!(m.step(Event::LeftoversGone, secs(2.0)), [Exit(0)]);
     }
 
     #[test]
     fn leftover_grace_never_passes_the_kill_deadline() {
-        let mut m = drain(1.0, None, Some(4.0));
+        let policy = drain(1.0, None, Some(4.0));
+        let mut m = Machine::new(&policy);
         m.step(sig(15), secs(0.0));
-        m.step(Event::Deadline, secs(1.0));
-        m.step(Event::AppExited(0), secs(2.0));
-        assert_eq!(m.next_deadline(), Some(secs(4.0)));
+        m.step(Event::Tick, secs(1.0));
         assert_eq!(
-            m.step(Event::Deadline, secs(4.0)),
-            [Kill { app_alive: false }]
+            m.step(Event::AppExited(0), secs(2.0)),
+            [leftovers(2.0, true, Some(2.0))]
         );
-        assert_eq!(m.step(Event::Deadline, secs(6.0)), [Exit(0)]);
+        assert_eq!(m.next_deadline(), Some(secs(4.0)));
+        assert_eq!(m.step(Event::Tick, secs(4.0)), [kill(false, 0, Some(4.0))]);
+        assert_eq!(m.step(Event::Tick, secs(6.0)), [Exit(0)]);
     }
 
     #[test]
     fn non_drain_signals_never_start_a_drain() {
-        let mut m = drain(5.0, None, Some(10.0));
+        let policy = drain(5.0, None, Some(10.0));
+        let mut m = Machine::new(&policy);
         for n in [1, 2, 3, 10, 12, 28] {
             let s = Signal::new(n).unwrap();
             assert_eq!(m.step(sig(n), secs(0.0)), [Forward(s)], "{s}");
         }
         assert_eq!(m.next_deadline(), None);
-        assert_eq!(m.drain_start(), None);
+    }
+
+    #[test]
+    fn sigterm_that_starts_no_drain_comes_with_sigcont() {
+        let mut policy = drain(5.0, None, Some(10.0));
+        if let Some(d) = policy.drain.as_mut() {
+            d.on = SigSet::of(&[Signal::new(10).unwrap()]);
+        }
+        run(
+            &policy,
+            &[
+                (0.0, sig(15), &[forwarded_term()], None),
+                (
+                    1.0,
+                    sig(10),
+                    &[start(Signal::new(10).unwrap(), 5.0, Some(10.0))],
+                    Some(6.0),
+                ),
+                // During the delay too.
+                (2.0, sig(15), &[forwarded_term()], Some(6.0)),
+                // The group had its SIGTERM: no second one for what the app leaves.
+                (
+                    3.0,
+                    Event::AppExited(143),
+                    &[leftovers(5.0, true, Some(2.0))],
+                    Some(8.0),
+                ),
+            ],
+        );
     }
 
     #[test]
     fn app_killed_but_never_reaped_exits_137() {
-        let mut m = drain(0.0, None, Some(3.0));
+        let policy = drain(0.0, None, Some(3.0));
+        let mut m = Machine::new(&policy);
         m.step(sig(15), secs(0.0));
-        assert_eq!(
-            m.step(Event::Deadline, secs(3.0)),
-            [Kill { app_alive: true }]
-        );
+        assert_eq!(m.step(Event::Tick, secs(3.0)), [kill(true, 137, Some(3.0))]);
         // LeftoversGone means nothing until the app itself is reaped.
         assert_eq!(m.step(Event::LeftoversGone, secs(3.5)), []);
-        assert_eq!(m.step(Event::Deadline, secs(5.0)), [Exit(137)]);
+        assert_eq!(m.step(Event::Tick, secs(5.0)), [Exit(137)]);
     }
 
     #[test]
     fn app_exit_is_taken_once() {
-        let mut m = core();
+        let policy = core();
+        let mut m = Machine::new(&policy);
         m.step(Event::AppExited(1), secs(0.0));
         assert_eq!(m.step(Event::AppExited(2), secs(0.1)), []);
         assert_eq!(m.step(Event::LeftoversGone, secs(0.2)), [Exit(1)]);
+    }
+
+    #[test]
+    fn huge_durations_and_late_clocks_never_overflow() {
+        let max = Duration::MAX;
+        let near = max - Duration::from_secs(1);
+        for (delay, kill, grace) in [
+            (max, Some(max), max),
+            (near, Some(max), max),
+            (Duration::ZERO, Some(max), max),
+            (max, None, max),
+            (Duration::from_secs(1), Some(near), Duration::ZERO),
+        ] {
+            let policy = Policy {
+                drain: Some(Drain {
+                    on: SigSet::of(&[Signal::TERM]),
+                    delay,
+                    stop_signal: None,
+                    kill_after: kill,
+                }),
+                grace,
+            };
+            for now in [Duration::ZERO, Duration::from_secs(3), near, max] {
+                let mut m = Machine::new(&policy);
+                m.step(sig(15), now);
+                m.step(Event::Tick, max);
+                m.step(sig(2), now);
+                m.step(sig(15), max);
+                m.step(Event::AppExited(0), now);
+                assert!(m.next_deadline().is_some());
+                m.step(Event::Tick, max);
+                m.step(Event::Tick, max);
+                assert!(m.is_done(), "{delay:?} {kill:?} {grace:?} at {now:?}");
+            }
+            // And without a drain.
+            let core = Policy { drain: None, grace };
+            let mut m = Machine::new(&core);
+            m.step(Event::AppExited(0), max);
+            assert_eq!(m.next_deadline(), Some(max));
+            m.step(Event::Tick, max);
+            assert_eq!(m.step(Event::Tick, max), [Exit(0)]);
+        }
     }
 }

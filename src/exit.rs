@@ -26,7 +26,7 @@ impl Status {
     pub fn code(self) -> i32 {
         match self {
             Status::Exited(n) => n,
-            Status::Signaled(n) => 128 + n,
+            Status::Signaled(n) => n.saturating_add(128),
         }
     }
 }

@@ -1,15 +1,77 @@
 //! `drainit --explain`: the shutdown timeline the options give, and the
-//! checks made on them, as text. Pure: it reads the validated config only.
+//! checks made on them, as text. Pure: it steps the real drain `Machine` on a
+//! synthetic clock (a drain signal at t=0, then each deadline it asks for) and
+//! renders what it does, so the text cannot drift from what a run does.
 
 use std::fmt::Write;
 use std::time::Duration;
 
 use crate::cli::{ESCALATION_MARGIN, KillSource, Launch, show_command};
+use crate::drain::{Action, Event, Machine, Policy};
+use crate::signals::Signal;
 use crate::time::format_duration;
+
+/// More steps than any timeline takes (start, stop, kill, exit): a guard, not a limit.
+const MAX_STEPS: usize = 16;
+
+/// What the machine did after a synthetic signal at t=0, with the synthetic
+/// time of each action (which is also the time since the drain started).
+struct Timeline {
+    actions: Vec<(Duration, Action)>,
+    /// After the last action the machine asked for no further deadline: it waits for the app.
+    waits: bool,
+}
+
+/// Steps the machine: `signal` at t=0, then every deadline it asks for.
+fn after_signal(policy: &Policy, signal: Signal) -> Timeline {
+    let mut machine = Machine::new(policy);
+    let mut actions: Vec<(Duration, Action)> = machine
+        .step(Event::Signal(signal), Duration::ZERO)
+        .into_iter()
+        .map(|a| (Duration::ZERO, a))
+        .collect();
+    let mut now = Duration::ZERO;
+    for _ in 0..MAX_STEPS {
+        let Some(due) = machine.next_deadline() else {
+            break;
+        };
+        // The synthetic clock never runs backwards.
+        now = now.max(due);
+        let stepped = machine.step(Event::Tick, now);
+        let exited = stepped.iter().any(|a| matches!(a, Action::Exit(_)));
+        actions.extend(stepped.into_iter().map(|a| (now, a)));
+        if exited {
+            return Timeline {
+                actions,
+                waits: false,
+            };
+        }
+    }
+    Timeline {
+        actions,
+        waits: machine.next_deadline().is_none(),
+    }
+}
+
+/// How long the processes an app leaves get before SIGKILL: a synthetic
+/// `AppExited` at t=0, before any signal.
+fn leftover_wait(policy: &Policy) -> Duration {
+    Machine::new(policy)
+        .step(Event::AppExited(0), Duration::ZERO)
+        .into_iter()
+        .find_map(|a| match a {
+            Action::TermLeftovers { wait, .. } => Some(wait),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn t(d: Duration) -> String {
+    format!("t+{}", format_duration(d))
+}
 
 pub fn timeline(launch: &Launch) -> String {
     let mut out = String::new();
-    let t = |d: Duration| format!("t+{}", format_duration(d));
     let command = if launch.command.is_empty() {
         "(no command given)".to_string()
     } else {
@@ -20,20 +82,26 @@ pub fn timeline(launch: &Launch) -> String {
     } else {
         "the app (--no-group: its pid only)"
     };
-    let grace = format_duration(launch.policy.grace);
+    let policy = &launch.policy;
+    let grace = format_duration(leftover_wait(policy));
+    let waits_line = "  then   drainit waits for the app, however long it takes";
     let _ = writeln!(out, "command: {command}");
 
-    let Some(drain) = &launch.policy.drain else {
+    let Some(drain) = &policy.drain else {
         let _ = writeln!(
             out,
             "no drain option: every signal goes to {target} at once."
         );
-        let _ = writeln!(out, "timeline after SIGTERM:");
-        let _ = writeln!(out, "  t+0s   SIGTERM, then SIGCONT, to {target}");
-        let _ = writeln!(
-            out,
-            "  then   drainit waits for the app, however long it takes"
-        );
+        let _ = writeln!(out, "timeline after {}:", Signal::TERM);
+        let run = after_signal(policy, Signal::TERM);
+        for (at, action) in &run.actions {
+            if let Action::Stop { signal, .. } = action {
+                let _ = writeln!(out, "  {:<6} {signal}, then SIGCONT, to {target}", t(*at));
+            }
+        }
+        if run.waits {
+            let _ = writeln!(out, "{waits_line}");
+        }
         let _ = writeln!(
             out,
             "if the app exits: what it left behind gets SIGTERM and up to {grace}, then SIGKILL; drainit exits with the app's code"
@@ -46,63 +114,78 @@ pub fn timeline(launch: &Launch) -> String {
         return out;
     };
 
-    let starts = drain.on.to_string();
-    let stop = drain.stop_signal.map_or_else(
-        || "the signal that started the drain".to_string(),
-        |s| s.to_string(),
-    );
-    let _ = writeln!(out, "drain starts on: {starts}");
+    let first = drain.on.iter().next();
+    let _ = writeln!(out, "drain starts on: {}", drain.on);
     let _ = writeln!(
         out,
         "timeline after {}:",
-        drain
-            .on
-            .iter()
-            .next()
-            .map(|s| s.to_string())
-            .unwrap_or_default()
+        first.map(|s| s.to_string()).unwrap_or_default()
     );
-    match &launch.drain_file {
-        Some(path) => {
-            let _ = writeln!(
-                out,
-                "  t+0s   drain file {} written: health checks report unhealthy (503)",
-                crate::text::path(path)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "  t+0s   drain starts (no --drain-file: nothing tells the health check)"
-            );
+    let run = after_signal(policy, first.unwrap_or(Signal::TERM));
+    let mut delay = Duration::ZERO;
+    let mut kill_at = None;
+    let mut stop_at = None;
+    let mut killed_at = None;
+    for (at, action) in &run.actions {
+        let at = *at;
+        match *action {
+            Action::StartDrain {
+                delay: d,
+                kill_at: k,
+                ..
+            } => {
+                (delay, kill_at) = (d, k);
+                match &launch.drain_file {
+                    Some(path) => {
+                        let _ = writeln!(
+                            out,
+                            "  {:<6} drain file {} written: health checks report unhealthy (503)",
+                            t(at),
+                            crate::text::path(path)
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            "  {:<6} drain starts (no --drain-file: nothing tells the health check)",
+                            t(at)
+                        );
+                    }
+                }
+                if !d.is_zero() {
+                    let _ = writeln!(
+                        out,
+                        "  {:<6} the app keeps serving for {}; the same signal again, or SIGINT, cuts this short",
+                        t(at),
+                        format_duration(d)
+                    );
+                }
+            }
+            Action::Stop { signal, .. } => {
+                stop_at = Some(at);
+                let stop = match drain.stop_signal {
+                    None => "the signal that started the drain".to_string(),
+                    Some(_) => signal.to_string(),
+                };
+                let _ = writeln!(out, "  {:<6} {stop}, then SIGCONT, to {target}", t(at));
+            }
+            Action::Kill { exit, .. } => {
+                killed_at = Some(at);
+                let _ = writeln!(
+                    out,
+                    "  {:<6} SIGKILL to {target} and, as PID 1, to everything left; drainit exits {exit}",
+                    t(at)
+                );
+            }
+            // The exit is told on the SIGKILL line; nothing else follows a drain signal.
+            Action::Exit(_)
+            | Action::Forward(_)
+            | Action::Swallow { .. }
+            | Action::TermLeftovers { .. } => {}
         }
     }
-    if !drain.delay.is_zero() {
-        let _ = writeln!(
-            out,
-            "  t+0s   the app keeps serving for {}; the same signal again, or SIGINT, cuts this short",
-            format_duration(drain.delay)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "  {:<6} {stop}, then SIGCONT, to {target}",
-        t(drain.delay)
-    );
-    match drain.kill_after {
-        Some(kill) => {
-            let _ = writeln!(
-                out,
-                "  {:<6} SIGKILL to {target} and, as PID 1, to everything left; drainit exits 137",
-                t(kill)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "  then   drainit waits for the app, however long it takes"
-            );
-        }
+    if run.waits {
+        let _ = writeln!(out, "{waits_line}");
     }
     if let Some(stop_timeout) = launch.stop_timeout {
         let _ = writeln!(
@@ -114,15 +197,14 @@ pub fn timeline(launch: &Launch) -> String {
     let _ = writeln!(
         out,
         "if the app exits first: what it left behind gets up to {grace} (SIGTERM unless it already had a stop signal){}, then SIGKILL; drainit exits with the app's code",
-        drain
-            .kill_after
+        kill_at
             .map(|k| format!(", never past {}", t(k)))
             .unwrap_or_default()
     );
 
     let _ = writeln!(out, "checks:");
     let mut checks = Vec::new();
-    match (drain.kill_after, launch.kill_source, launch.stop_timeout) {
+    match (kill_at, launch.kill_source, launch.stop_timeout) {
         (Some(kill), Some(KillSource::StopTimeout), Some(stop)) => checks.push(format!(
             "ok: SIGKILL at {} is {} before the orchestrator's at {} (--stop-timeout)",
             t(kill),
@@ -143,14 +225,14 @@ pub fn timeline(launch: &Launch) -> String {
                 .to_string(),
         ),
     }
-    if let Some(kill) = drain.kill_after {
+    if let (Some(stop), Some(kill)) = (stop_at, killed_at) {
         checks.push(format!(
             "ok: --drain-delay {} leaves the app {} to stop before SIGKILL",
-            format_duration(drain.delay),
-            format_duration(kill.saturating_sub(drain.delay))
+            format_duration(delay),
+            format_duration(kill.saturating_sub(stop))
         ));
     }
-    if launch.drain_file.is_some() && drain.delay.is_zero() {
+    if launch.drain_file.is_some() && delay.is_zero() {
         checks.push(
             "warning: --drain-delay is 0: the load balancer has no time to see the drain file before the app stops"
                 .to_string(),
@@ -163,10 +245,14 @@ pub fn timeline(launch: &Launch) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 mod tests {
+    use std::ffi::OsString;
+
     use super::*;
-    use crate::drain::{Drain, Policy};
-    use crate::signals::{SigSet, Signal};
+    use crate::cli::{Mode, Parsed, parse};
+    use crate::drain::Drain;
+    use crate::signals::SigSet;
 
     fn launch(
         delay: u64,
@@ -220,5 +306,232 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("warning: --drain-delay is 0"), "{text}");
+    }
+
+    #[test]
+    fn huge_durations_explain_without_overflow() {
+        let mut l = launch(0, None, None, None);
+        l.policy.grace = Duration::MAX;
+        if let Some(d) = l.policy.drain.as_mut() {
+            d.delay = Duration::MAX - Duration::from_secs(1);
+            d.kill_after = Some(Duration::MAX);
+        }
+        let text = timeline(&l);
+        assert!(
+            text.contains("SIGKILL to the app's process group"),
+            "{text}"
+        );
+    }
+
+    fn explain_launch(args: &[&str]) -> Launch {
+        let args: Vec<OsString> = ["drainit", "--explain"]
+            .iter()
+            .chain(args)
+            .map(OsString::from)
+            .collect();
+        match parse(args.clone(), &crate::cli::Env(&[])) {
+            Ok(Parsed::Config(c)) => match c.mode {
+                Mode::Explain(l) => l,
+                other => panic!("{other:?}"),
+            },
+            Ok(Parsed::Print(p)) => panic!("{p}"),
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    const TICK: Duration = Duration::from_millis(1);
+
+    /// A run as the supervisor would make it, on a clock sampled every
+    /// millisecond (not at the deadlines `--explain` jumps to): `signal` at
+    /// t=0, the app exiting at `app_exits` if given, a `Tick` at every sample.
+    fn sampled_run(
+        policy: &Policy,
+        signal: Option<Signal>,
+        app_exits: Option<Duration>,
+        until: Duration,
+    ) -> Vec<(Duration, Action)> {
+        let mut m = Machine::new(policy);
+        let mut seen = Vec::new();
+        let mut now = Duration::ZERO;
+        if let Some(s) = signal {
+            seen.extend(m.step(Event::Signal(s), now).into_iter().map(|a| (now, a)));
+        }
+        while now <= until {
+            if app_exits == Some(now) {
+                seen.extend(
+                    m.step(Event::AppExited(0), now)
+                        .into_iter()
+                        .map(|a| (now, a)),
+                );
+            }
+            seen.extend(m.step(Event::Tick, now).into_iter().map(|a| (now, a)));
+            if seen.iter().any(|(_, a)| matches!(a, Action::Exit(_))) {
+                break;
+            }
+            now += TICK;
+        }
+        seen
+    }
+
+    /// The lines of the timeline that say what happens at a time ("  t+5s   ...").
+    fn timed_lines(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.starts_with("  t+") && !l.contains("the orchestrator's SIGKILL"))
+            .collect()
+    }
+
+    #[test]
+    fn explain_and_a_run_agree() {
+        let table: &[&[&str]] = &[
+            &[],
+            &["--no-group"],
+            &["--grace", "0"],
+            &["--grace", "1500ms", "--no-group"],
+            &["--drain-file", "/tmp/draining"],
+            &[
+                "--drain-file",
+                "/tmp/draining",
+                "--drain-delay",
+                "5s",
+                "--stop-timeout",
+                "30s",
+            ],
+            &["--drain-delay", "5s"],
+            &["--drain-delay", "0"],
+            &[
+                "--drain-file",
+                "/tmp/d",
+                "--drain-delay",
+                "0",
+                "--kill-after",
+                "3s",
+            ],
+            &["--stop-signal", "QUIT"],
+            &[
+                "--stop-signal",
+                "QUIT",
+                "--drain-delay",
+                "2.5s",
+                "--kill-after",
+                "10s",
+            ],
+            &["--kill-after", "10s", "--stop-timeout", "30s"],
+            &["--kill-after", "1500ms", "--drain-delay", "750ms"],
+            &["--stop-timeout", "2s"],
+            &["--drain-on", "USR1"],
+            &[
+                "--drain-on",
+                "USR1,HUP,TERM",
+                "--drain-delay",
+                "3s",
+                "--kill-after",
+                "1m",
+            ],
+            &[
+                "--drain-on",
+                "RTMIN+2",
+                "--stop-signal",
+                "TERM",
+                "--kill-after",
+                "4s",
+            ],
+            &[
+                "--grace",
+                "30s",
+                "--drain-delay",
+                "5s",
+                "--kill-after",
+                "20s",
+            ],
+            &["--drain-delay", "0.001", "--kill-after", "0.002"],
+        ];
+        for args in table {
+            let launch = explain_launch(args);
+            let text = timeline(&launch);
+            let policy = &launch.policy;
+            let trigger = policy
+                .drain
+                .as_ref()
+                .and_then(|d| d.on.iter().next())
+                .unwrap_or(Signal::TERM);
+            let horizon = Duration::from_secs(90);
+            let run = sampled_run(policy, Some(trigger), None, horizon);
+            let lines = timed_lines(&text);
+            let mut said = 0;
+            let mut killed = false;
+            for (at, action) in &run {
+                let prefix = format!("  {:<6} ", t(*at));
+                let has = |what: &str| {
+                    lines
+                        .iter()
+                        .any(|l| l.starts_with(&prefix) && l.contains(what))
+                };
+                match action {
+                    Action::StartDrain { delay, .. } => {
+                        assert!(has("drain "), "{args:?}: no start at {prefix:?}:\n{text}");
+                        said += if delay.is_zero() { 1 } else { 2 };
+                        assert_eq!(has("keeps serving"), !delay.is_zero(), "{args:?}:\n{text}");
+                    }
+                    Action::Stop { signal, .. } => {
+                        let named = policy
+                            .drain
+                            .as_ref()
+                            .is_some_and(|d| d.stop_signal.is_none());
+                        let what = if named {
+                            "the signal that started the drain".to_string()
+                        } else {
+                            signal.to_string()
+                        };
+                        assert!(
+                            has(&format!("{what}, then SIGCONT")),
+                            "{args:?}: no {what} at {prefix:?}:\n{text}"
+                        );
+                        said += 1;
+                    }
+                    Action::Kill { exit, .. } => {
+                        assert!(
+                            has("SIGKILL to ") && has(&format!("drainit exits {exit}")),
+                            "{args:?}: no SIGKILL at {prefix:?}:\n{text}"
+                        );
+                        said += 1;
+                        killed = true;
+                    }
+                    Action::Exit(_) => {}
+                    other => panic!("{args:?}: {other:?} after a drain signal alone"),
+                }
+            }
+            // Nothing more in the explanation than the run did.
+            assert_eq!(lines.len(), said, "{args:?}: {run:?}\n{text}");
+            assert_eq!(
+                text.contains("then   drainit waits for the app"),
+                !killed,
+                "{args:?}:\n{text}"
+            );
+
+            // The app exits before any signal: what it left gets the grace the text says.
+            let exits = Duration::from_millis(500);
+            let run = sampled_run(policy, None, Some(exits), horizon);
+            let kill = run
+                .iter()
+                .find_map(|(at, a)| matches!(a, Action::Kill { .. }).then_some(*at))
+                .unwrap_or_else(|| panic!("{args:?}: no SIGKILL for the leftovers: {run:?}"));
+            let grace = format!("up to {}", format_duration(kill - exits));
+            assert!(
+                text.contains(&format!("{grace},")) || text.contains(&format!("{grace} (")),
+                "{args:?}: no '{grace}' in:\n{text}"
+            );
+
+            // The app exits during the drain: never past the kill deadline the text says.
+            if let Some(k) = policy.drain.as_ref().and_then(|d| d.kill_after) {
+                let exits = k.saturating_sub(TICK);
+                let run = sampled_run(policy, Some(trigger), Some(exits), horizon);
+                let kill = run
+                    .iter()
+                    .find_map(|(at, a)| matches!(a, Action::Kill { .. }).then_some(*at));
+                assert_eq!(kill, Some(k), "{args:?}: {run:?}");
+                let never = format!(", never past {}, ", t(k));
+                assert!(text.contains(&never), "{args:?}: no '{never}' in:\n{text}");
+            }
+        }
     }
 }

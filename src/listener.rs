@@ -23,7 +23,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::health::Url;
+use crate::health::Health;
 use crate::signals::Signal;
 use crate::sys::{self, PollFd};
 use crate::time::since;
@@ -82,8 +82,20 @@ pub enum Phase {
 pub struct Status(Arc<Mutex<Phase>>);
 
 impl Status {
-    pub fn set(&self, phase: Phase) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = phase;
+    /// A drain started now, by `signal` (a later one does not move its start).
+    pub fn draining(&self, signal: Signal) {
+        let mut phase = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if *phase == Phase::Running {
+            *phase = Phase::Draining {
+                at: Instant::now(),
+                signal,
+            };
+        }
+    }
+
+    /// The app exited with `code`.
+    pub fn exited(&self, code: i32) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Phase::Exited { code };
     }
 
     fn get(&self) -> Phase {
@@ -94,16 +106,17 @@ impl Status {
 /// A bound listening socket, not yet serving.
 pub struct Listener {
     socket: TcpListener,
-    url: Option<(Url, Duration)>,
+    /// With `--url`: the app's own health check, which `/ready` asks too.
+    app_health: Option<Health>,
 }
 
 impl Listener {
     /// Binds now, so that a bad address or a port in use is an error before
     /// the app starts.
-    pub fn bind(addr: SocketAddr, url: Option<(Url, Duration)>) -> io::Result<Listener> {
+    pub fn bind(addr: SocketAddr, app_health: Option<Health>) -> io::Result<Listener> {
         let socket = TcpListener::bind(addr)?;
         socket.set_nonblocking(true)?;
-        Ok(Listener { socket, url })
+        Ok(Listener { socket, app_health })
     }
 
     /// Starts serving in a thread of its own; the returned handle sets what
@@ -143,7 +156,7 @@ impl Listener {
             // shift them against their poll results.
             for (connection, ready) in connections.iter_mut().zip(ready) {
                 if ready {
-                    connection.progress(status, self.url.as_ref());
+                    connection.progress(status, self.app_health.as_ref());
                 }
             }
             if accept {
@@ -207,16 +220,16 @@ impl Connection {
         }
     }
 
-    fn progress(&mut self, status: &Status, url: Option<&(Url, Duration)>) {
+    fn progress(&mut self, status: &Status, app_health: Option<&Health>) {
         if self.answer.is_none() {
-            self.read(status, url);
+            self.read(status, app_health);
         }
         if self.answer.is_some() {
             self.write();
         }
     }
 
-    fn read(&mut self, status: &Status, url: Option<&(Url, Duration)>) {
+    fn read(&mut self, status: &Status, app_health: Option<&Health>) {
         let mut buf = [0u8; 512];
         loop {
             match self.stream.read(&mut buf) {
@@ -229,7 +242,7 @@ impl Connection {
                     self.request.extend_from_slice(chunk);
                     if let Some(head) = complete_head(&self.request) {
                         let request = parse_request(head);
-                        self.answer = Some(respond(&request, status.get(), url).render());
+                        self.answer = Some(respond(&request, status.get(), app_health).render());
                         return;
                     }
                     if self.request.len() > MAX_REQUEST {
@@ -338,7 +351,7 @@ impl Response {
 }
 
 /// The answer to a request, given what the app is doing.
-fn respond(request: &Option<Request<'_>>, phase: Phase, url: Option<&(Url, Duration)>) -> Response {
+fn respond(request: &Option<Request<'_>>, phase: Phase, app_health: Option<&Health>) -> Response {
     let Some(request) = request else {
         return Response::new(400, "not an HTTP/1.x request\n".into());
     };
@@ -356,14 +369,12 @@ fn respond(request: &Option<Request<'_>>, phase: Phase, url: Option<&(Url, Durat
         ),
         ("/live", Phase::Draining { .. }) => Response::new(200, "live (draining)\n".into()),
         ("/live", Phase::Running) => Response::new(200, "live\n".into()),
-        ("/ready", Phase::Running) => match url {
+        ("/ready", Phase::Running) => match app_health {
             None => Response::new(200, "ready\n".into()),
-            Some((url, timeout)) => match crate::health::get_status(url, *timeout) {
-                Ok(code) if (200..300).contains(&code) => {
-                    Response::new(200, format!("ready: GET {url} answered {code}\n"))
-                }
-                Ok(code) => Response::new(503, format!("not ready: GET {url} answered {code}\n")),
-                Err(reason) => Response::new(503, format!("not ready: GET {url}: {reason}\n")),
+            // Bounded by --timeout, lookup included (see health::check).
+            Some(health) => match crate::health::check(health) {
+                (true, reason) => Response::new(200, format!("ready: {reason}\n")),
+                (false, reason) => Response::new(503, format!("not ready: {reason}\n")),
             },
         },
         _ => Response::new(404, "no such path: try /ready or /live\n".into()),

@@ -4,27 +4,53 @@
 //! exit code.
 
 #![cfg_attr(not(test), no_main)]
+// Nothing in PID 1 may panic (a panic is its death, and the container's, with
+// no drain): no unchecked arithmetic, no indexing that can fail, no unwrap or
+// expect, and no print macros (they panic when a write fails). Tests may.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::print_stdout,
+        clippy::print_stderr,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 mod cli;
 mod drain;
+mod drainfile;
 mod error;
 mod exit;
 mod explain;
 mod health;
 mod listener;
+mod output;
 mod procfs;
 mod signals;
 mod spawn;
 mod supervisor;
 #[allow(unsafe_code)]
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)] // TODO(merge): remove
 mod sys;
 mod text;
 mod time;
 
 use std::ffi::OsString;
-use std::io::Write;
 
-use cli::{LogLevel, Mode, Parsed};
+use cli::{Mode, Parsed};
 
 /// The program entry point, and the only `process::exit`.
 ///
@@ -52,31 +78,26 @@ fn run(args: Vec<OsString>) -> i32 {
                 what: "block signals",
                 source,
             };
-            eprintln!("drainit: {e}");
+            output::refuse(&e);
             return e.exit_code();
         }
     };
-    let config = match cli::parse(args) {
+    let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let config = match cli::parse(args, &cli::Env(&vars)) {
         Ok(Parsed::Config(config)) => config,
-        Ok(Parsed::Print(text)) => {
-            let mut out = std::io::stdout().lock();
-            return if out
-                .write_all(text.as_bytes())
-                .and_then(|_| out.flush())
-                .is_ok()
-            {
-                0
-            } else {
-                exit::OWN_ERROR
-            };
-        }
+        Ok(Parsed::Print(text)) => return printed(&text),
         Err(e) => {
-            eprintln!("drainit: {e}");
+            output::refuse(&e);
             return e.exit_code();
         }
     };
-    init_logging(config.log);
-    for name in cli::unknown_variables(std::env::vars_os().map(|(name, _)| name)) {
+    if !matches!(config.mode, Mode::Run(_)) {
+        // Only run mode keeps the signals: a health check or --explain ends
+        // on SIGTERM like any other program.
+        sys::restore(inherited);
+    }
+    output::init_logging(config.log);
+    for name in cli::unknown_variables(vars.into_iter().map(|(name, _)| name)) {
         log::warn!(
             "ignoring unknown variable {name} (see drainit --help for the DRAINIT_* variables)"
         );
@@ -84,39 +105,38 @@ fn run(args: Vec<OsString>) -> i32 {
     match config.mode {
         Mode::Healthcheck(health) => {
             let (healthy, reason) = health::check(&health);
-            println!("{reason}");
+            // The answer is the exit code; the line is a courtesy.
+            let _ = output::print(&format!("{reason}\n"));
             i32::from(!healthy)
         }
-        Mode::Explain(launch) => {
-            print!("{}", explain::timeline(&launch));
-            0
-        }
-        Mode::Run(launch) => supervisor::supervise(&launch, inherited),
+        Mode::Explain(launch) => printed(&explain::timeline(&launch)),
+        Mode::Run(launch) => success_exit(
+            supervisor::supervise(&launch, inherited),
+            config.success_exit.as_ref(),
+        ),
     }
 }
 
-/// Logs go to stderr (stdout belongs to the app), one line each, prefixed
-/// with the program name. `DRAINIT_LOG` takes an env_logger filter.
-fn init_logging(level: LogLevel) {
-    let mut builder = env_logger::Builder::new();
-    builder.filter_level(match level {
-        LogLevel::Quiet => log::LevelFilter::Warn,
-        LogLevel::Normal => log::LevelFilter::Info,
-        LogLevel::Verbose => log::LevelFilter::Debug,
-    });
-    if let Ok(filter) = std::env::var("DRAINIT_LOG") {
-        builder.parse_filters(&filter);
+/// `--success-exit`: the app's listed exit codes become 0. drainit's own
+/// codes (125-127) and 137 cannot be listed (see `cli::SuccessExit::parse`),
+/// so only a code the app itself ended with is ever turned.
+fn success_exit(code: i32, success: Option<&cli::SuccessExit>) -> i32 {
+    match success {
+        Some(success) if code != 0 && success.contains(code) => {
+            log::info!(
+                "the app's exit code {code} counts as success ({}): exiting 0",
+                success.from
+            );
+            0
+        }
+        _ => code,
     }
-    builder.format(|buf, record| {
-        let level = match record.level() {
-            log::Level::Info => "",
-            log::Level::Warn => "warning: ",
-            log::Level::Error => "error: ",
-            log::Level::Debug => "debug: ",
-            log::Level::Trace => "trace: ",
-        };
-        writeln!(buf, "drainit: {level}{}", record.args())
-    });
-    builder.target(env_logger::Target::Stderr);
-    let _ = builder.try_init();
+}
+
+/// 0 once `text` is on stdout; 125 if it could not be written.
+fn printed(text: &str) -> i32 {
+    match output::print(text) {
+        Ok(()) => 0,
+        Err(_) => exit::OWN_ERROR,
+    }
 }

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::text::escaped;
+
 /// The highest signal number on Linux.
 pub const MAX: i32 = 64;
 /// `SIGRTMIN` as `kill -l` and glibc programs name it (32 and 33 are kept
@@ -15,10 +17,16 @@ pub const RTMIN: i32 = 34;
 pub const INT: i32 = 2;
 pub const QUIT: i32 = 3;
 pub const KILL: i32 = 9;
+pub const PIPE: i32 = 13;
 pub const TERM: i32 = 15;
 pub const CHLD: i32 = 17;
 pub const CONT: i32 = 18;
 pub const STOP: i32 = 19;
+pub const TSTP: i32 = 20;
+pub const TTIN: i32 = 21;
+pub const TTOU: i32 = 22;
+pub const URG: i32 = 23;
+pub const WINCH: i32 = 28;
 
 /// Standard signal names on x86_64 Linux, indexed by number − 1.
 const NAMES: [&str; 31] = [
@@ -38,6 +46,7 @@ impl Signal {
     pub const INT: Signal = Signal(INT);
     pub const QUIT: Signal = Signal(QUIT);
     pub const KILL: Signal = Signal(KILL);
+    pub const PIPE: Signal = Signal(PIPE);
     pub const TERM: Signal = Signal(TERM);
     pub const CHLD: Signal = Signal(CHLD);
     pub const CONT: Signal = Signal(CONT);
@@ -56,11 +65,21 @@ impl Signal {
         let trimmed = text.trim();
         let upper = trimmed.to_ascii_uppercase();
         let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-        if let Ok(n) = name.parse::<i32>() {
-            return Signal::new(n).ok_or_else(|| format!("no signal has number {n} (1-{MAX})"));
+        let shown = escaped(trimmed);
+        if name.starts_with('-') && name.len() > 1 {
+            return Err(format!("invalid signal '{shown}': negative"));
         }
-        if let Some(i) = NAMES.iter().position(|known| *known == name) {
-            return Ok(Signal(i as i32 + 1));
+        if let Ok(n) = name.parse::<i32>() {
+            return Signal::new(n).ok_or_else(|| {
+                format!("invalid signal '{shown}': no signal has number {n} (1-{MAX})")
+            });
+        }
+        if let Some(n) = NAMES
+            .iter()
+            .position(|known| *known == name)
+            .and_then(|i| i32::try_from(i).ok()?.checked_add(1))
+        {
+            return Ok(Signal(n));
         }
         if let Some((_, n)) = ALIASES.iter().find(|(alias, _)| *alias == name) {
             return Ok(Signal(*n));
@@ -72,8 +91,8 @@ impl Signal {
             let (sign, digits) = rest.split_at(1);
             let offset: i32 = digits.parse().ok()?;
             let n = match sign {
-                "+" => base + offset,
-                "-" => base - offset,
+                "+" => base.checked_add(offset)?,
+                "-" => base.checked_sub(offset)?,
                 _ => return None,
             };
             (RTMIN..=MAX).contains(&n).then_some(Signal(n))
@@ -85,12 +104,49 @@ impl Signal {
         } else {
             None
         };
-        parsed.ok_or_else(|| format!("unknown signal '{trimmed}'"))
+        parsed.ok_or_else(|| format!("unknown signal '{shown}'"))
     }
 
     /// Whether the kernel lets a process catch, block or ignore it.
     pub fn catchable(self) -> bool {
         self.0 != KILL && self.0 != STOP
+    }
+
+    /// The one rule for `--stop-signal` and `--drain-on`: a signal means
+    /// "end" only if, left to its default action, it ends a process. `Err`
+    /// says why this one does not. Signals whose default is to be ignored
+    /// (CHLD, URG, WINCH), to stop (STOP, TSTP, TTIN, TTOU) or to continue
+    /// (CONT) never end an app that has not asked for them, and 32 and 33 are
+    /// kept by the C libraries for themselves (glibc: thread cancellation and
+    /// `setuid` across threads), so an app never sees them as a request.
+    /// SIGKILL passes: it ends the app (without a chance to finish).
+    pub fn ends_a_process(self) -> Result<(), &'static str> {
+        match self.0 {
+            CHLD | URG | WINCH => Err("its default action is to be ignored, not to end a process"),
+            STOP | TSTP | TTIN | TTOU => Err("it stops (suspends) a process instead of ending it"),
+            CONT => Err("it resumes a stopped process instead of ending it"),
+            32 | 33 => Err("the C library keeps it for itself (thread cancellation, set*id)"),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this signal may be named in `--drain-on`: it must end a process
+    /// by default (see [`Signal::ends_a_process`]) and reach drainit at all.
+    pub fn can_start_a_drain(self) -> Result<(), &'static str> {
+        self.ends_a_process()?;
+        if self.catchable() {
+            Ok(())
+        } else {
+            Err("it cannot be caught, so it never reaches drainit")
+        }
+    }
+
+    /// The kernel's bit for this signal in a `sigset_t` (bit n−1 for signal n).
+    fn bit(self) -> u64 {
+        u32::try_from(self.0.saturating_sub(1))
+            .ok()
+            .and_then(|shift| 1u64.checked_shl(shift))
+            .unwrap_or(0)
     }
 }
 
@@ -98,12 +154,15 @@ impl fmt::Display for Signal {
     /// `SIGTERM`, `SIGRTMIN+2`, `SIGRTMAX`, or `SIG33` for the unnamed ones.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        match n {
-            1..=31 => write!(f, "SIG{}", NAMES[(n - 1) as usize]),
-            MAX => write!(f, "SIGRTMAX"),
-            RTMIN => write!(f, "SIGRTMIN"),
-            _ if n > RTMIN && n <= RTMIN + 15 => write!(f, "SIGRTMIN+{}", n - RTMIN),
-            _ if n > RTMIN => write!(f, "SIGRTMAX-{}", MAX - n),
+        let name = usize::try_from(n.saturating_sub(1))
+            .ok()
+            .and_then(|i| NAMES.get(i));
+        match (n, name) {
+            (1..=31, Some(name)) => write!(f, "SIG{name}"),
+            (MAX, _) => write!(f, "SIGRTMAX"),
+            (RTMIN, _) => write!(f, "SIGRTMIN"),
+            (35..=49, _) => write!(f, "SIGRTMIN+{}", n.saturating_sub(RTMIN)),
+            (50..MAX, _) => write!(f, "SIGRTMAX-{}", MAX.saturating_sub(n)),
             _ => write!(f, "SIG{n}"),
         }
     }
@@ -126,15 +185,15 @@ impl SigSet {
     }
 
     pub fn with(self, s: Signal) -> SigSet {
-        SigSet(self.0 | 1 << (s.0 - 1))
+        SigSet(self.0 | s.bit())
     }
 
     pub fn without(self, s: Signal) -> SigSet {
-        SigSet(self.0 & !(1 << (s.0 - 1)))
+        SigSet(self.0 & !s.bit())
     }
 
     pub fn contains(self, s: Signal) -> bool {
-        self.0 & (1 << (s.0 - 1)) != 0
+        self.0 & s.bit() != 0
     }
 
     pub fn iter(self) -> impl Iterator<Item = Signal> {
@@ -236,5 +295,25 @@ mod tests {
             Ok(SigSet::of(&[Signal::TERM, Signal::INT]))
         );
         assert!(SigSet::parse(",").is_err());
+    }
+
+    #[test]
+    fn one_rule_says_which_signals_end_a_process() {
+        let refused: Vec<i32> = (1..=MAX)
+            .filter_map(Signal::new)
+            .filter(|s| s.ends_a_process().is_err())
+            .map(Signal::number)
+            .collect();
+        assert_eq!(refused, [17, 18, 19, 20, 21, 22, 23, 28, 32, 33]);
+        assert!(Signal::KILL.ends_a_process().is_ok());
+        assert!(Signal::KILL.can_start_a_drain().is_err());
+        assert!(Signal::TERM.can_start_a_drain().is_ok());
+        assert!(Signal::new(64).unwrap().can_start_a_drain().is_ok());
+    }
+
+    #[test]
+    fn refusals_escape_what_was_typed() {
+        let e = Signal::parse("TE\nRM").unwrap_err();
+        assert_eq!(e, "unknown signal 'TE\\nRM'");
     }
 }

@@ -6,30 +6,31 @@
 //! and the loop goes on, because a PID 1 that gives up takes the container
 //! down with no drain.
 
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
 use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
+use crate::drainfile;
 use crate::exit::Status;
-use crate::listener::{self, Listener, Phase};
+use crate::listener::{self, Listener};
 use crate::procfs;
 use crate::signals::{SigSet, Signal};
 use crate::spawn::{self, App};
 use crate::sys::{self, Inherited, SignalFd, Target};
-use crate::time::{format_duration, rfc3339, since};
+use crate::time::{format_duration, since};
 
 pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let pid1 = sys::pid() == 1;
-    if !pid1 {
-        if let Err(e) = sys::become_subreaper() {
-            warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
-        }
+    if !pid1 && let Err(e) = sys::become_subreaper() {
+        warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
     }
-    if let Some(path) = &launch.drain_file {
-        remove_stale_drain_file(path);
+    if let Some(path) = &launch.drain_file
+        && let Err(e) = drainfile::clear_stale(path)
+    {
+        error!("{e}");
+        return e.exit_code();
     }
     let signals = match SignalFd::new(SigSet::catchable()) {
         Ok(fd) => fd,
@@ -42,22 +43,21 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
             return e.exit_code();
         }
     };
+    // Bound before the app starts: a port in use is drainit's error, not a
+    // container that runs without the probes it was promised.
     let listener = match &launch.listen {
-        Some(listen) => {
-            let url = listen.url.clone().map(|u| (u, listen.timeout));
-            match Listener::bind(listen.address, url) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    let e = crate::error::Error::Usage(format!(
-                        "--health-listen {}: cannot listen: {}",
-                        listen.address,
-                        crate::error::os_reason(&e)
-                    ));
-                    error!("{e}");
-                    return e.exit_code();
-                }
+        Some(listen) => match Listener::bind(listen.address, listen.app_health.clone()) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                let e = crate::error::Error::Usage(format!(
+                    "--health-listen {}: cannot listen there: {}",
+                    listen.address,
+                    crate::error::os_reason(&e)
+                ));
+                error!("{e}");
+                return e.exit_code();
             }
-        }
+        },
         None => None,
     };
     let app = match spawn::spawn(launch, inherited) {
@@ -78,10 +78,10 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         },
         if pid1 { "PID 1" } else { "a child subreaper" }
     );
-    let health = listener.and_then(|l| match l.serve() {
+    let health = listener.and_then(|listener| match listener.serve() {
         Ok(status) => Some(status),
         Err(e) => {
-            warn!("cannot start the health listener: {e}");
+            warn!("cannot start the health listener: {e}; the app runs without it");
             None
         }
     });
@@ -93,7 +93,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         self_pid: sys::pid(),
         app_alive: true,
         started: Instant::now(),
-        machine: Machine::new(launch.policy.clone()),
+        machine: Machine::new(&launch.policy),
     }
     .supervise(&signals)
 }
@@ -107,7 +107,7 @@ struct Supervisor<'a> {
     self_pid: i32,
     app_alive: bool,
     started: Instant,
-    machine: Machine,
+    machine: Machine<'a>,
 }
 
 impl Supervisor<'_> {
@@ -140,8 +140,12 @@ impl Supervisor<'_> {
                     continue;
                 }
                 if i64::from(r.sender) == i64::from(self.self_pid) {
-                    // Raised by drainit's own doing (a write to a closed pipe, say): not the app's business.
-                    debug!("ignoring {signal} raised by drainit itself");
+                    // Raised by drainit's own doing (a write to a closed pipe, say): not
+                    // the app's business. Never a log line about a signal that a write
+                    // raises: with stderr gone, that line would raise the next one.
+                    if !matches!(r.signal, libc::SIGPIPE | libc::SIGXFSZ) {
+                        debug!("ignoring {signal} raised by drainit itself");
+                    }
                     continue;
                 }
                 events.push(Event::Signal(signal));
@@ -149,10 +153,10 @@ impl Supervisor<'_> {
             while let Some((pid, status)) = sys::reap_one() {
                 if pid == self.app.pid && self.app_alive {
                     self.app_alive = false;
+                    if let Some(health) = &self.health {
+                        health.exited(status.code());
+                    }
                     info!("the app {}", describe(status));
-                    self.tell_listener(Phase::Exited {
-                        code: status.code(),
-                    });
                     events.push(Event::AppExited(status.code()));
                 } else {
                     debug!("reaped pid {pid} ({})", describe(status));
@@ -164,15 +168,15 @@ impl Supervisor<'_> {
                     return code;
                 }
             }
-            if self.machine.next_deadline().is_some_and(|due| now >= due) {
-                if let Some(code) = self.feed(Event::Deadline, now) {
-                    return code;
-                }
+            // Before the deadline: nothing left to wait for means no SIGKILL to log.
+            if self.machine.awaiting_leftovers()
+                && !self.leftovers_alive()
+                && let Some(code) = self.feed(Event::LeftoversGone, now)
+            {
+                return code;
             }
-            if self.machine.awaiting_leftovers() && !self.leftovers_alive() {
-                if let Some(code) = self.feed(Event::LeftoversGone, now) {
-                    return code;
-                }
+            if let Some(code) = self.feed(Event::Tick, now) {
+                return code;
             }
         }
     }
@@ -203,14 +207,6 @@ impl Supervisor<'_> {
         }
     }
 
-    /// "t+5.0s: " while a drain runs.
-    fn stamp(&self) -> String {
-        self.machine
-            .drain_start()
-            .map(|start| format!("{}: ", since(self.now().saturating_sub(start))))
-            .unwrap_or_default()
-    }
-
     fn carry_out(&mut self, action: Action) -> Option<i32> {
         match action {
             Action::Forward(signal) => match self.app_target() {
@@ -220,19 +216,29 @@ impl Supervisor<'_> {
                 }
                 None => debug!("{signal} not forwarded: the app has exited"),
             },
-            Action::Swallow(signal) => {
+            Action::Swallow { signal, at } => {
                 info!(
                     "{}{signal} again: the app already has its stop signal; not sending another",
-                    self.stamp()
+                    stamp(Some(at))
                 )
             }
-            Action::StartDrain(signal) => self.start_drain(signal),
-            Action::Stop(signal, reason) => self.stop(signal, reason),
+            Action::StartDrain { signal, delay, .. } => self.start_drain(signal, delay),
+            Action::Stop {
+                signal,
+                reason,
+                at,
+                kill_at,
+            } => self.stop(signal, reason, at, kill_at),
             Action::TermLeftovers {
-                code: _,
+                wait,
                 spare_group,
-            } => self.term_leftovers(spare_group),
-            Action::Kill { app_alive } => self.kill(app_alive),
+                at,
+            } => self.term_leftovers(wait, spare_group, at),
+            Action::Kill {
+                app_alive,
+                exit,
+                at,
+            } => self.kill(app_alive, exit, at),
             Action::Exit(code) => {
                 debug!("exiting with code {code}");
                 return Some(code);
@@ -241,25 +247,17 @@ impl Supervisor<'_> {
         None
     }
 
-    fn tell_listener(&self, phase: Phase) {
+    /// Tells the health listener, if any, that a drain has started.
+    fn tell_draining(&self, signal: Signal) {
         if let Some(health) = &self.health {
-            health.set(phase);
+            health.draining(signal);
         }
     }
 
-    fn start_drain(&self, signal: Signal) {
-        self.tell_listener(Phase::Draining {
-            at: Instant::now(),
-            signal,
-        });
-        let delay = self
-            .launch
-            .policy
-            .drain
-            .as_ref()
-            .map_or(Duration::ZERO, |d| d.delay);
+    fn start_drain(&self, signal: Signal, delay: Duration) {
+        self.tell_draining(signal);
         let file = match &self.launch.drain_file {
-            Some(path) => match write_drain_file(path, signal) {
+            Some(path) => match drainfile::write(path, signal) {
                 Ok(()) => format!("; drain file {} written", crate::text::path(path)),
                 Err(e) => {
                     warn!(
@@ -278,11 +276,21 @@ impl Supervisor<'_> {
         };
         info!(
             "{}{signal} received: drain started{file}{serving}",
-            self.stamp()
+            stamp(Some(Duration::ZERO))
         );
     }
 
-    fn stop(&self, signal: Signal, reason: StopReason) {
+    fn stop(
+        &self,
+        signal: Signal,
+        reason: StopReason,
+        at: Option<Duration>,
+        kill_at: Option<Duration>,
+    ) {
+        if reason == StopReason::Forwarded {
+            // No drain configured: for the listener, the stop is the drain.
+            self.tell_draining(signal);
+        }
         let Some(target) = self.app_target() else {
             return;
         };
@@ -292,33 +300,22 @@ impl Supervisor<'_> {
             self.signal(target, Signal::CONT);
         }
         let to = describe_target(target);
-        let kill = self
-            .machine
-            .next_deadline()
-            .zip(self.machine.drain_start())
-            .map(|(due, start)| format!("; SIGKILL at {}", since(due.saturating_sub(start))))
+        let kill = kill_at
+            .map(|k| format!("; SIGKILL at {}", since(k)))
             .unwrap_or_default();
+        let stamp = stamp(at);
         match reason {
-            StopReason::Forwarded => {
-                self.tell_listener(Phase::Draining {
-                    at: Instant::now(),
-                    signal,
-                });
-                info!("forwarded {signal} to {to}")
-            }
-            StopReason::DelayOver => info!("{}sending {signal} to {to}{kill}", self.stamp()),
+            StopReason::Forwarded => info!("forwarded {signal} to {to}"),
+            StopReason::DelayOver => info!("{stamp}sending {signal} to {to}{kill}"),
             StopReason::CutShort(by) => {
-                info!(
-                    "{}{by} received: drain delay cut short; sending {signal} to {to}{kill}",
-                    self.stamp()
-                )
+                info!("{stamp}{by} received: drain delay cut short; sending {signal} to {to}{kill}")
             }
         }
     }
 
     /// The app has exited: SIGTERM (and SIGCONT) to what it left behind, unless
-    /// they already had a stop signal; they get the grace period to finish.
-    fn term_leftovers(&self, spare_group: bool) {
+    /// they already had a stop signal; they get `wait` to finish.
+    fn term_leftovers(&self, wait: Duration, spare_group: bool, at: Option<Duration>) {
         if !self.leftovers_alive() {
             return;
         }
@@ -343,11 +340,6 @@ impl Supervisor<'_> {
             self.signal(*target, Signal::TERM);
             self.signal(*target, Signal::CONT);
         }
-        // To the tenth of a second: "5s", not "4.999s".
-        let grace = self.machine.next_deadline().map(|due| {
-            let tenths = (due.saturating_sub(self.now()).as_millis() + 50) / 100;
-            format_duration(Duration::from_millis(tenths as u64 * 100))
-        });
         let told = match (targets.is_empty(), spare_group) {
             (true, _) => "they already had a stop signal",
             (false, true) => "sent SIGTERM to those that had no stop signal yet",
@@ -355,12 +347,12 @@ impl Supervisor<'_> {
         };
         info!(
             "{}the app left processes behind; {told}; waiting up to {} before SIGKILL",
-            self.stamp(),
-            grace.unwrap_or_default()
+            stamp(at),
+            format_duration(to_tenths(wait))
         );
     }
 
-    fn kill(&self, app_alive: bool) {
+    fn kill(&self, app_alive: bool, exit: i32, at: Option<Duration>) {
         let target = if self.pid1 {
             Some(Target::All)
         } else {
@@ -373,13 +365,11 @@ impl Supervisor<'_> {
         } else {
             describe_target(target)
         };
+        let stamp = stamp(at);
         if app_alive {
-            warn!(
-                "{}kill deadline reached: SIGKILL to {what}; exiting 137",
-                self.stamp()
-            );
+            warn!("{stamp}kill deadline reached: SIGKILL to {what}; exiting {exit}");
         } else {
-            warn!("{}grace period over: SIGKILL to {what}", self.stamp());
+            warn!("{stamp}grace period over: SIGKILL to {what}");
         }
     }
 
@@ -394,6 +384,17 @@ impl Supervisor<'_> {
             false
         }
     }
+}
+
+/// "t+5.0s: " while a drain runs (`at`: the time since it started).
+fn stamp(at: Option<Duration>) -> String {
+    at.map(|t| format!("{}: ", since(t))).unwrap_or_default()
+}
+
+/// To the tenth of a second: "5s", not "4.999s".
+fn to_tenths(d: Duration) -> Duration {
+    let tenths = d.as_millis().saturating_add(50) / 100;
+    Duration::from_millis(u64::try_from(tenths.saturating_mul(100)).unwrap_or(u64::MAX))
 }
 
 fn describe(status: Status) -> String {
@@ -412,24 +413,6 @@ fn describe_target(target: Target) -> String {
         Target::Group(g) => format!("the app's process group ({g})"),
         Target::All => "every process left".to_string(),
     }
-}
-
-fn remove_stale_drain_file(path: &Path) {
-    match std::fs::remove_file(path) {
-        Ok(()) => info!("removed stale drain file {}", crate::text::path(path)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(
-            "cannot remove stale drain file {}: {e}",
-            crate::text::path(path)
-        ),
-    }
-}
-
-fn write_drain_file(path: &Path, signal: Signal) -> std::io::Result<()> {
-    std::fs::write(
-        path,
-        format!("signal={signal}\ntime={}\n", rfc3339(SystemTime::now())),
-    )
 }
 
 #[cfg(test)]

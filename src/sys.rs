@@ -4,11 +4,12 @@
 //! the subreaper flag and the terminal hand-off. Everything here is a thin,
 //! documented wrapper; the decisions live elsewhere.
 
-use std::ffi::{CStr, OsString, c_int, c_long};
+use std::ffi::{CStr, CString, OsString, c_int, c_long};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -68,6 +69,13 @@ fn sigprocmask(how: c_int, set: Option<SigSet>) -> io::Result<SigSet> {
     check(ret).map(|_| SigSet(old))
 }
 
+/// Blocks SIGPIPE, so that a write to a pipe whose reader has gone fails
+/// with EPIPE instead of killing drainit (whatever mask the mode runs with).
+pub fn block_sigpipe() -> io::Result<()> {
+    let pipe = SigSet::EMPTY.with(signals::Signal::PIPE);
+    sigprocmask(libc::SIG_BLOCK, Some(pipe)).map(|_| ())
+}
+
 /// The kernel's `struct sigaction` on x86_64 (not libc's).
 #[repr(C)]
 #[derive(Default)]
@@ -119,6 +127,19 @@ pub fn take_over_signals() -> io::Result<Inherited> {
         }
     }
     Ok(Inherited { mask, ignored })
+}
+
+/// Gives back the signal state drainit was started with (the mask and the
+/// ignored signals), for the modes that run no app (`--healthcheck`,
+/// `--explain`): a SIGTERM then ends them as it would any program. SIGPIPE
+/// stays blocked: a write to a closed pipe fails with EPIPE, and the mode
+/// exits with its documented code instead of being killed.
+pub fn restore(inherited: Inherited) {
+    let mask = match signals::Signal::new(libc::SIGPIPE) {
+        Some(pipe) => inherited.mask.with(pipe),
+        None => inherited.mask,
+    };
+    child_setup(Inherited { mask, ..inherited }, false);
 }
 
 /// One signal read from the signalfd.
@@ -285,6 +306,36 @@ pub fn become_subreaper() -> io::Result<()> {
 pub fn pid() -> i32 {
     // SAFETY: getpid cannot fail and has no side effects.
     unsafe { libc::getpid() }
+}
+
+/// drainit's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no side effects.
+    unsafe { libc::geteuid() }
+}
+
+/// `renameat2(from, to, RENAME_NOREPLACE)`: moves `from` to `to` only if
+/// nothing is at `to` (`EEXIST` otherwise); a link at `to` is not followed.
+/// `EINVAL` where the file system cannot do it.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are NUL-terminated strings that outlive the call;
+    // the other arguments are plain integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    check(ret).map(|_| ())
 }
 
 /// Whether stdin is a terminal whose foreground drainit holds: then the app's

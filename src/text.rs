@@ -17,7 +17,6 @@ pub fn path(path: &Path) -> Escaped<'_> {
 }
 
 /// A string, escaped for a log line.
-#[allow(dead_code)] // for values that come from variables; used as they are logged
 pub fn escaped(text: &str) -> Escaped<'_> {
     Escaped(text.as_bytes())
 }

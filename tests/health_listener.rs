@@ -76,7 +76,7 @@ fn answers_ready_live_and_turns_ready_503_the_instant_a_drain_starts() {
         assert_eq!(get(port, "hello\r\n\r\n").0, 400);
 
         r.signal(SIGTERM);
-        r.wait_for_log("drain started", secs(10.0));
+        r.wait_for_log("drain started", 1, secs(10.0));
         let (code, body) = path(port, "/ready");
         assert_eq!(code, 503, "{mode:?}: {body}");
         assert!(body.starts_with("draining since t+"), "{mode:?}: {body}");
@@ -115,7 +115,7 @@ fn once_the_app_has_exited_both_answer_503() {
                 &script,
             ])
             .spawn();
-        r.wait_for_log("the app exited with code 4", secs(10.0));
+        r.wait_for_log("the app exited with code 4", 1, secs(10.0));
         let (code, body) = path(port, "/live");
         assert_eq!(
             (code, body.as_str()),

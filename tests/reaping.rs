@@ -12,25 +12,29 @@ fn a_hundred_orphans_are_reaped_with_no_zombie_left() {
             continue;
         }
         let dir = Scratch::new("orphans");
-        let ready = dir.path("ready");
+        let (ready, log) = (dir.path("ready"), dir.path("log"));
         let mut r = Drainit::new(mode)
             .app(&[
                 "--ready",
                 &dir.str("ready"),
+                "--log",
+                &dir.str("log"),
                 "--orphans",
                 "100",
-                "--orphan-life",
-                "3",
             ])
             .spawn();
         let app = r.ready(&ready);
         let drainit = r.pid();
-        // The orphans now belong to drainit (PID 1, or subreaper).
+        // The orphans now belong to drainit (PID 1, or subreaper): the app saw
+        // each one's parent become its own before it got ready, and they live
+        // until it lets them go.
+        assert_eq!(lines(&log), ["orphans adopted: 100"], "{mode:?}");
         let adopted = children_of(drainit).len();
-        assert!(
-            adopted > 50,
-            "{mode:?}: only {adopted} children of drainit: the orphans were not adopted"
+        assert_eq!(
+            adopted, 101,
+            "{mode:?}: {adopted} children of drainit, not the app and its 100 orphans"
         );
+        kill(app, SIGUSR1);
         let left = wait_until(secs(15.0), || {
             let children = children_of(drainit);
             (children.len() == 1).then_some(children)
@@ -43,22 +47,36 @@ fn a_hundred_orphans_are_reaped_with_no_zombie_left() {
             children.len()
         );
         assert_eq!(children.into_iter().collect::<Vec<_>>(), [app]);
+        assert_eq!(
+            lines(&log),
+            ["orphans adopted: 100", "SIGUSR1"],
+            "{mode:?}: only the app logs"
+        );
         r.signal(SIGTERM);
         assert_eq!(r.wait(secs(10.0)).code, Some(0));
     }
 }
 
-/// `sh -c 'APP & wait-for-ready; exit 3'`: the app (the shell) exits 3 and
-/// leaves a process behind in its group.
+/// `sh -c 'APP & wait-for-go; exit 3'`: the app (the shell) exits 3 once
+/// the test calls `go`, and leaves a process behind in its group.
 fn leave_behind(dir: &Scratch, setsid: bool, on_term: &str) -> String {
     format!(
-        "{} python3 {} --ready {ready} --log {} --on-term {on_term} & \
-         while [ ! -e {ready} ]; do sleep 0.01; done; exit 3",
+        "{} python3 {} --ready {} --log {} --on-term {on_term} & \
+         while [ ! -e {go} ]; do sleep 0.01; done; exit 3",
         if setsid { "setsid" } else { "" },
         app(),
+        dir.str("ready"),
         dir.str("log"),
-        ready = dir.str("ready"),
+        go = dir.str("go"),
     )
+}
+
+/// Lets the shell of `leave_behind` exit. Returns the time since start taken
+/// just before: the shell, so the leftovers' grace, cannot end before it.
+fn go(r: &Running, dir: &Scratch) -> std::time::Duration {
+    let at = r.elapsed();
+    std::fs::write(dir.path("go"), "").unwrap();
+    at
 }
 
 #[test]
@@ -72,6 +90,7 @@ fn leftovers_get_sigterm_and_time_to_finish() {
             .args(&["sh", "-c", &leave_behind(&dir, false, "slow:1")])
             .spawn();
         let leftover = r.ready(&dir.path("ready"));
+        go(&r, &dir);
         let out = r.wait(secs(20.0));
         assert_eq!(
             out.code,
@@ -109,12 +128,11 @@ fn leftovers_that_ignore_sigterm_are_killed_after_the_grace() {
                 &leave_behind(&dir, false, "ignore"),
             ])
             .spawn();
-        assert!(wait_for_file(&dir.path("ready"), secs(15.0)));
-        let ready_at = r.elapsed();
         let leftover = r.ready(&dir.path("ready"));
+        let released = go(&r, &dir);
         let out = r.wait(secs(20.0));
         assert_eq!(out.code, Some(3), "{mode:?}: {}", out.stderr);
-        let waited = out.elapsed - ready_at;
+        let waited = out.elapsed - released;
         assert!(
             waited >= secs(1.0),
             "{mode:?}: killed before the grace: {waited:?}"
@@ -141,6 +159,7 @@ fn as_pid1_leftovers_in_other_sessions_get_sigterm_too() {
         Some(leftover),
         "the leftover leads a group of its own"
     );
+    go(&r, &dir);
     let out = r.wait(secs(20.0));
     assert_eq!(out.code, Some(3), "{}", out.stderr);
     assert_eq!(

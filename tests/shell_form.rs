@@ -28,8 +28,7 @@ fn the_app_behind_sh_c_gets_sigterm_once_and_finishes() {
             Some("sh"),
             "the app is not the shell itself"
         );
-        r.signal(SIGTERM);
-        let sent = r.elapsed();
+        let sent = r.signal(SIGTERM);
         let out = r.wait(secs(20.0));
         // The shell was killed by SIGTERM: its status is what drainit exits with.
         assert_eq!(out.code, Some(143), "{mode:?}: {}", out.stderr);

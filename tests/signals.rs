@@ -137,13 +137,20 @@ fn a_stopped_app_is_not_taken_for_an_exited_one() {
         let dir = Scratch::new("stopped");
         let (ready, log) = (dir.path("ready"), dir.path("log"));
         let mut r = Drainit::new(mode)
+            .arg("--verbose")
             .app(&["--ready", &dir.str("ready"), "--log", &dir.str("log")])
             .spawn();
         let app = r.ready(&ready);
         kill(app, SIGSTOP);
         wait_until(secs(10.0), || (state(app) == Some('T')).then_some(())).expect("app stops");
-        // drainit got a SIGCHLD for the stop; give it time to (wrongly) act on it.
-        std::thread::sleep(secs(0.5));
+        // drainit got a SIGCHLD for the stop. Hand-shake: two signals it
+        // forwards, one after the other; once it has logged the second, it
+        // has been through its loop (read signals, reap, act) at least once
+        // since the SIGCHLD: had it taken the stop for an exit, it would be gone.
+        for times in 1..=2 {
+            r.signal(SIGWINCH);
+            r.wait_for_log("forwarded SIGWINCH", times, secs(10.0));
+        }
         assert!(
             r.alive(),
             "{mode:?}: drainit exited while the app was only stopped: {}",

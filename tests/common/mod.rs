@@ -3,10 +3,20 @@
 //!
 //! `DRAINIT_BIN` names the binary under test (the Makefile points it at the
 //! static release build); without it, cargo's own build of drainit is used.
+//!
+//! Timing: a lower bound is measured from a timestamp taken before the action
+//! it bounds (`Running::signal` returns one taken just before kill(2)), and
+//! nothing waits a fixed time: tests hand-shake through the fixture's ready
+//! file and log, or drainit's log.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Every test binary compiles this module and uses only part of it, so each
+// one alone sees some helpers as dead: the allowance is for that. A helper
+// that no binary uses is removed: dropping `dead_code` here shows, for each
+// binary, what it leaves unused; what every binary reports is dead.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,8 +33,8 @@ pub const SIGKILL: i32 = 9;
 pub const SIGUSR1: i32 = 10;
 pub const SIGUSR2: i32 = 12;
 pub const SIGTERM: i32 = 15;
-pub const SIGCONT: i32 = 18;
 pub const SIGSTOP: i32 = 19;
+pub const SIGWINCH: i32 = 28;
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
@@ -272,6 +282,7 @@ fn collect<R: Read + Send + 'static>(mut reader: R) -> Sink {
 pub struct Outcome {
     /// The exit code, or `None` if killed by a signal.
     pub code: Option<i32>,
+    /// The signal that killed it, if one did.
     pub signal: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: String,
@@ -303,9 +314,10 @@ impl Running {
         let pid = match self.mode {
             Mode::Parent => me,
             Mode::Pid1 => wait_until(Duration::from_secs(10), || {
-                children_of(me)
+                processes()
                     .into_iter()
-                    .find(|p| comm(*p) == Some(bin_comm()))
+                    .find(|p| p.ppid == me && p.name == bin_comm())
+                    .map(|p| p.pid)
             })
             .unwrap_or_else(|| {
                 panic!(
@@ -327,9 +339,13 @@ impl Running {
         .unwrap_or_else(|| panic!("drainit has no child; stderr: {}", self.stderr()))
     }
 
-    pub fn signal(&mut self, signal: i32) {
+    /// Sends `signal` to drainit with kill(2). Returns the time since start
+    /// taken just before sending: the lower bound of anything it causes.
+    pub fn signal(&mut self, signal: i32) -> Duration {
         let pid = self.pid();
+        let sent = self.elapsed();
         kill(pid, signal);
+        sent
     }
 
     pub fn stderr(&self) -> String {
@@ -339,11 +355,12 @@ impl Running {
         String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned()
     }
 
-    /// Waits until drainit has logged a line containing `text`.
-    pub fn wait_for_log(&self, text: &str, timeout: Duration) {
-        if wait_until(timeout, || self.stderr().contains(text).then_some(())).is_none() {
+    /// Waits until drainit has logged `times` lines containing `text`.
+    pub fn wait_for_log(&self, text: &str, times: usize, timeout: Duration) {
+        let count = || self.stderr().lines().filter(|l| l.contains(text)).count();
+        if wait_until(timeout, || (count() >= times).then_some(())).is_none() {
             panic!(
-                "no log line with '{text}' within {timeout:?}; stderr:\n{}",
+                "not {times} log lines with '{text}' within {timeout:?}; stderr:\n{}",
                 self.stderr()
             );
         }
@@ -367,12 +384,7 @@ impl Running {
                 break status;
             }
             if Instant::now() >= deadline {
-                let pid = self.child.id() as i32;
-                if let Some(d) = self.drainit {
-                    kill(d, SIGKILL);
-                }
-                kill(pid, SIGKILL);
-                let _ = self.child.wait();
+                self.kill_all();
                 panic!(
                     "drainit did not exit within {timeout:?}; stderr:\n{}",
                     self.stderr()
@@ -389,10 +401,9 @@ impl Running {
             }
             sink.0.lock().unwrap().clone()
         };
-        use std::os::unix::process::ExitStatusExt;
         Outcome {
             code: status.code(),
-            signal: status.signal(),
+            signal: std::os::unix::process::ExitStatusExt::signal(&status),
             stdout: join(self.stdout.take().unwrap()),
             stderr: String::from_utf8_lossy(&join(self.stderr.take().unwrap())).into_owned(),
             elapsed,
@@ -400,18 +411,24 @@ impl Running {
     }
 }
 
-impl Drop for Running {
-    /// A test that failed half-way leaves nothing running: drainit, the app
-    /// and whatever they started are SIGKILLed.
-    fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
+impl Running {
+    /// SIGKILLs drainit (or unshare), the app and whatever they started, and
+    /// reaps what the test started.
+    fn kill_all(&mut self) {
         let root = self.child.id() as i32;
         for pid in descendants(root).into_iter().chain([root]) {
             kill(pid, SIGKILL);
         }
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    /// A test that failed half-way leaves nothing running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill_all();
+        }
     }
 }
 
@@ -458,14 +475,17 @@ pub fn wait_for_line(path: &Path, line: &str, timeout: Duration) {
     }
 }
 
+/// kill(2), at once (no /bin/kill to fork first); a process already gone is
+/// not an error. Only ever one process: never 0 or a negative pid (a group, or
+/// every process there is).
+#[allow(unsafe_code)]
 pub fn kill(pid: i32, signal: i32) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run kill");
-    let _ = status;
+    assert!(
+        pid > 0,
+        "kill({pid}, {signal}) would signal more than one process"
+    );
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    let _ = unsafe { libc::kill(pid, signal) };
 }
 
 /// Fields of /proc/PID/stat after the command name: state is [0], ppid [1], pgrp [2].
@@ -501,28 +521,71 @@ pub fn status_field(pid: i32, key: &str) -> Option<String> {
     })
 }
 
-/// Every process whose parent is `pid` (zombies included).
-pub fn children_of(pid: i32) -> BTreeSet<i32> {
+/// One process, as its /proc/PID/status shows it.
+#[derive(Clone, Debug)]
+pub struct Proc {
+    pub pid: i32,
+    pub ppid: i32,
+    /// The command name (comm).
+    pub name: String,
+    /// Its pid in its own (innermost) PID namespace: the last of NSpid.
+    pub inner: i32,
+}
+
+/// Every process (zombies included), in one pass over /proc: each
+/// /proc/PID/status is read once. A process that exits meanwhile is left out.
+pub fn processes() -> Vec<Proc> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| stat(*p).and_then(|f| f.get(1)?.parse::<i32>().ok()) == Some(pid))
+        .filter_map(|pid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let field = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                    .map(str::trim)
+            };
+            Some(Proc {
+                pid,
+                ppid: field("PPid")?.parse().ok()?,
+                name: field("Name")?.to_string(),
+                inner: field("NSpid")?.split_whitespace().last()?.parse().ok()?,
+            })
+        })
         .collect()
 }
 
-/// Every descendant of `pid`.
-pub fn descendants(pid: i32) -> BTreeSet<i32> {
+/// Every process whose parent is `pid` (zombies included).
+pub fn children_of(pid: i32) -> BTreeSet<i32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == pid)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Every descendant of `pid` among `procs`.
+fn descendants_in(procs: &[Proc], pid: i32) -> BTreeSet<i32> {
+    let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for p in procs {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
     let mut out = BTreeSet::new();
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {
-        for c in children_of(p) {
+        for &c in children.get(&p).into_iter().flatten() {
             if out.insert(c) {
                 todo.push(c);
             }
         }
     }
     out
+}
+
+/// Every descendant of `pid`, from one pass over /proc.
+pub fn descendants(pid: i32) -> BTreeSet<i32> {
+    descendants_in(&processes(), pid)
 }
 
 /// Whether a process exists and is not a zombie.
@@ -556,11 +619,12 @@ impl Running {
         let drainit = self.pid();
         // Retried: a walk of /proc can miss a process being reparented to drainit.
         wait_until(Duration::from_secs(5), || {
-            descendants(drainit).into_iter().find(|p| {
-                status_field(*p, "NSpid")
-                    .and_then(|v| v.split_whitespace().last().map(str::to_string))
-                    .is_some_and(|last| last == inner.to_string())
-            })
+            let procs = processes();
+            let under = descendants_in(&procs, drainit);
+            procs
+                .iter()
+                .find(|p| p.inner == inner && under.contains(&p.pid))
+                .map(|p| p.pid)
         })
         .unwrap_or_else(|| panic!("no process with inner pid {inner} under drainit"))
     }

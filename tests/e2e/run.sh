@@ -1,518 +1,60 @@
 #!/usr/bin/env bash
-# End-to-end tests: drainit as PID 1 of real containers, in a real container
-# engine (podman + runc), stopped the way an orchestrator stops them.
+# End-to-end tests: drainit as PID 1 of real containers, in real engines,
+# stopped the way orchestrators stop them. Runs every leg, one after the
+# other (timing bounds hold better on a 2-core machine without a second
+# engine busy beside them):
+#
+#   podman.sh   podman + runc (exec and shell form, a drain set by variables,
+#               the kill deadline, a health check, 1000 orphans) and
+#               docker/kubernetes-pod.yaml under `podman kube play`
+#   docker.sh   a dockerd of its own (ENTRYPOINT and docker stop, exit codes
+#               as docker inspect reports them, HEALTHCHECK, docker run --init
+#               with dockerd --init-path pointed at drainit)
 #
 #   bash tests/e2e/run.sh /abs/path/to/drainit        (what `make e2e` runs)
 #
-# The images are built FROM scratch (no registry needs to be reachable) and
-# hold busybox-static, the static drainit and tests/e2e/app/app.sh. Each case
-# prints "PASS name: why" or "FAIL name: why"; the last line is
-# "e2e: N passed, M failed", and the exit status is non-zero when M > 0.
+# Each leg prints PASS/FAIL/SKIP lines and its own summary; this prints how
+# long each leg took and, last, "e2e: N passed, M failed, K skipped". The exit
+# status is non-zero when a case failed or a leg ended without its summary.
+# A leg whose engine cannot start is skipped, loudly, or under CI=true fails.
 #
-# If the engine cannot start: with CI=true every case FAILS; otherwise the
-# run is skipped, loudly, and exits 0.
-#
-# Knobs (environment):
-#   DRAINIT_E2E_STORAGE=isolated  use a throw-away vfs store under a temp dir
-#                                 instead of podman's default store (this is
-#                                 also the automatic fallback when the default
-#                                 store cannot run a container)
-#   DRAINIT_E2E_KEEP=1            keep the containers, images and temp dir
-#   DRAINIT_E2E_ONLY=REGEX        run only the cases whose name matches
+# Knobs (environment): DRAINIT_E2E_LEGS="podman docker" (the default) picks
+# legs; DRAINIT_E2E_ONLY, DRAINIT_E2E_KEEP and DRAINIT_E2E_STORAGE are
+# described in the legs.
 set -uo pipefail
-export LC_ALL=C # $EPOCHREALTIME uses the locale's decimal point
-
-CASES=(exec-form shell-form drain-env kill-deadline healthcheck orphans)
-
-say() { printf '%s\n' "$*"; }
-log() { printf 'e2e: %s\n' "$*" >&2; }
-
-# --- arguments ---------------------------------------------------------------
+export LC_ALL=C
 
 if [ $# -ne 1 ]; then
-  say "usage: $0 /abs/path/to/drainit" >&2
+  echo "usage: $0 /abs/path/to/drainit" >&2
   exit 2
 fi
-BIN=$1
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERE=$ROOT/tests/e2e
+E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=$(mktemp /tmp/drainit-e2e-run.XXXXXX)
+trap 'rm -f "$OUT"' EXIT
 
-PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); say "PASS $1: $2"; }
-fail() { FAILED=$((FAILED + 1)); say "FAIL $1: $2"; }
-summary() {
-  say "e2e: $PASSED passed, $FAILED failed"
-  [ "$FAILED" -eq 0 ]
-  exit $?
-}
-
-# Every case fails for one reason (setup went wrong before any case ran).
-fail_all() {
-  local why=$1 c
-  for c in "${CASES[@]}"; do selected "$c" && fail "$c" "$why"; done
-  summary
-}
-
-# The engine is not usable: every case fails under CI, the run is skipped
-# otherwise.
-engine_unusable() {
-  local why=$1 c
-  if [ "${CI:-}" = true ]; then
-    fail_all "the container engine cannot start: $why"
+passed=0 failed=0 skipped=0 broken=0 times=()
+for leg in ${DRAINIT_E2E_LEGS:-podman docker}; do
+  if [ ! -f "$E2E/$leg.sh" ]; then
+    echo "e2e: no leg named $leg (tests/e2e/$leg.sh)"
+    broken=1
+    continue
   fi
-  say "################################################################"
-  say "## SKIPPING the end-to-end tests: the container engine cannot"
-  say "## start: $why"
-  say "## (with CI=true this is a failure of every case)"
-  say "################################################################"
-  for c in "${CASES[@]}"; do selected "$c" && say "SKIP $c: no container engine"; done
-  summary
-}
-
-selected() { [[ -z "${DRAINIT_E2E_ONLY:-}" || "$1" =~ ${DRAINIT_E2E_ONLY} ]]; }
-
-if [ ! -f "$BIN" ] || [ ! -x "$BIN" ]; then
-  fail_all "$BIN is not an executable file (run make build first)"
-fi
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-
-# --- the engine ----------------------------------------------------------------
-
-if ! bash "$ROOT/scripts/deps.sh" e2e >&2; then
-  engine_unusable "scripts/deps.sh e2e could not install podman, runc and busybox-static"
-fi
-BUSYBOX=$(command -v busybox || true)
-[ -n "$BUSYBOX" ] || engine_unusable "busybox is not installed (package busybox-static)"
-
-WORK=$(mktemp -d /tmp/drainit-e2e.XXXXXX)
-# A unique, lowercase prefix for every container and image of this run.
-PREFIX=drainit-e2e-$(date +%s)-$$
-IMAGES=()
-CONTAINERS=()
-
-# How podman works here (root, no systemd, in a sandbox):
-#   --runtime runc               crun is not installed; say which runtime
-#   --cgroup-manager=cgroupfs    there is no systemd to ask for cgroups
-P=(podman --runtime runc --cgroup-manager=cgroupfs)
-
-# Flags for every `podman run`:
-#   --ulimit nofile/nproc  a rootful podman raises both limits to 1048576 by
-#       default, and without CAP_SYS_RESOURCE (which this sandbox lacks) runc
-#       then fails: "error setting rlimits ... operation not permitted". Stay
-#       at or under our own hard limits.
-#   --network none         no test needs a network; this keeps netavark and
-#       the host's firewall out of the way
-#   --log-driver k8s-file  `podman logs -t` from a plain file, timestamped when
-#       conmon reads each line, whether or not journald exists
-limit() { # min(1024, hard limit $1)
-  local hard
-  hard=$(ulimit -H "$1")
-  if [ "$hard" = unlimited ] || [ "$hard" -gt 1024 ]; then echo 1024; else echo "$hard"; fi
-}
-NOFILE=$(limit -n)
-NPROC=$(limit -u)
-RUN_FLAGS=(--network none --log-driver k8s-file
-  --ulimit "nofile=$NOFILE:$NOFILE" --ulimit "nproc=$NPROC:$NPROC")
-
-use_isolated_storage() {
-  # A throw-away store: vfs works on any file system (overlay does not, e.g.
-  # inside another overlay), and nothing outside $WORK is touched.
-  mkdir -p "$WORK/storage" "$WORK/run" "$WORK/libpod"
-  P=(podman --runtime runc --cgroup-manager=cgroupfs
-    --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs
-    --tmpdir "$WORK/libpod")
-  STORAGE="isolated vfs store in $WORK/storage"
-}
-STORAGE="podman's default store"
-[ "${DRAINIT_E2E_STORAGE:-}" = isolated ] && use_isolated_storage
-
-# Removes every container and image this run made (in the current store).
-remove_all() {
-  if [ ${#CONTAINERS[@]} -gt 0 ]; then
-    "${P[@]}" rm -f -t 0 "${CONTAINERS[@]}" >/dev/null 2>&1
+  t0=$EPOCHREALTIME
+  bash "$E2E/$leg.sh" "$1" | tee "$OUT"
+  rc=${PIPESTATUS[0]}
+  took=$(awk "BEGIN { printf \"%.1f\", $EPOCHREALTIME - $t0 }")
+  times+=("$leg ${took}s")
+  read -r p f s < <(sed -nE "s/^$leg: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1 \2 \3/p" "$OUT" | tail -n1)
+  if [ -z "${p:-}" ]; then
+    echo "e2e: the $leg leg ended (status $rc) without its summary line"
+    broken=1
+    continue
   fi
-  local i # derived images first, then the base
-  for ((i = ${#IMAGES[@]} - 1; i >= 0; i--)); do
-    "${P[@]}" rmi -f "${IMAGES[i]}" >/dev/null 2>&1
-  done
-  CONTAINERS=() IMAGES=()
-}
+  passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+  [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || broken=1
+  unset p f s
+done
 
-cleanup() {
-  local rc=$?
-  if [ "${DRAINIT_E2E_KEEP:-}" = 1 ]; then
-    log "kept: containers ${CONTAINERS[*]:-none}; images ${IMAGES[*]:-none}; $WORK"
-    return $rc
-  fi
-  remove_all
-  rm -rf --one-file-system "$WORK"
-  return $rc
-}
-trap cleanup EXIT
-
-# Containers and images that an earlier run left behind when it was killed
-# (its pid, in the name, is gone): remove them from the default store.
-sweep_stale() {
-  local name pid
-  while read -r name; do
-    pid=$(cut -d- -f4 <<<"$name")
-    [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null || continue
-    "${P[@]}" rm -f -t 0 "$name" >/dev/null 2>&1
-  done < <("${P[@]}" ps -a --format '{{.Names}}' --filter 'name=^drainit-e2e-' 2>/dev/null)
-  while read -r name; do
-    pid=$(cut -d- -f4 <<<"${name#localhost/}")
-    [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null || continue
-    "${P[@]}" rmi -f "$name" >/dev/null 2>&1
-  done < <("${P[@]}" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep '^localhost/drainit-e2e-')
-}
-trap 'exit 130' INT TERM
-
-# --- helpers -------------------------------------------------------------------
-
-now() { printf '%s\n' "$EPOCHREALTIME"; }
-# Float arithmetic and comparisons.
-calc() { awk "BEGIN { printf \"%.2f\", $* }"; }
-is() { awk "BEGIN { exit !($*) }"; }
-
-# wait_until SECONDS CMD...: run CMD every 0.1 s until it succeeds; false if
-# it never did within SECONDS.
-wait_until() {
-  local limit=$1 end
-  shift
-  end=$(calc "$(now) + $limit")
-  until "$@"; do
-    is "$(now) > $end" && return 1
-    sleep 0.1
-  done
-}
-
-# cname CASE: the container name of a case.
-cname() { printf '%s-%s\n' "$PREFIX" "$1"; }
-
-# start CASE [RUN ARGS...] IMAGE [COMMAND...]: podman run -d, remembered for
-# clean-up.
-start() {
-  local name
-  name=$(cname "$1")
-  shift
-  CONTAINERS+=("$name")
-  "${P[@]}" run -d --name "$name" "${RUN_FLAGS[@]}" "$@" >/dev/null
-}
-
-logs() { "${P[@]}" logs "$1" 2>&1; }
-# (no grep -q: with pipefail, podman logs dying of SIGPIPE would fail the test)
-logs_have() { logs "$1" | grep -F -- "$2" >/dev/null; }
-exit_code() { "${P[@]}" inspect -f '{{.State.ExitCode}}' "$1"; }
-
-# log_time NAME TEXT: when the first log line holding TEXT was read by conmon,
-# in seconds since the epoch.
-log_time() {
-  local ts
-  ts=$("${P[@]}" logs -t "$1" 2>&1 | grep -F -- "$2" | head -n1 | cut -d' ' -f1)
-  [ -n "$ts" ] && date -d "$ts" +%s.%N
-}
-
-# timed_stop NAME TIMEOUT OUTFILE: podman stop -t TIMEOUT; writes the seconds
-# it took to OUTFILE (a line "error ..." if podman stop failed).
-timed_stop() {
-  local t0 t1
-  t0=$(now)
-  if "${P[@]}" stop -t "$2" "$1" >/dev/null 2>"$3.err"; then
-    t1=$(now)
-    calc "$t1 - $t0" >"$3"
-  else
-    echo "error: podman stop failed: $(tr '\n' ' ' <"$3.err")" >"$3"
-  fi
-}
-
-# check CASE CONDITION-TEXT CMD...: on failure record why and return 1.
-WHY=""
-check() {
-  local what=$1
-  shift
-  if "$@"; then return 0; fi
-  WHY=$what
-  return 1
-}
-
-# run_case CASE: runs case_CASE; PASS with its $OK text, or FAIL with $WHY
-# and the container's log.
-run_case() {
-  local c=$1 name
-  selected "$c" || return 0
-  name=$(cname "$c")
-  WHY="" OK=""
-  if "case_${c//-/_}" "$name"; then
-    pass "$c" "$OK"
-  else
-    fail "$c" "${WHY:-failed}"
-    if "${P[@]}" container exists "$name" 2>/dev/null; then
-      say "  --- log of $name (exit code $(exit_code "$name" 2>/dev/null)) ---"
-      "${P[@]}" logs -t "$name" 2>&1 | sed 's/^/  | /'
-    fi
-  fi
-  # Free the case's container at once (the trap is the safety net).
-  [ "${DRAINIT_E2E_KEEP:-}" = 1 ] || "${P[@]}" rm -f -t 0 "$name" >/dev/null 2>&1
-}
-
-# --- images --------------------------------------------------------------------
-
-BASE=localhost/$PREFIX-base:test
-SHELL_FORM=localhost/$PREFIX-shell-form:test
-
-build() { # build TAG CONTEXT-DIR (with a Containerfile in it)
-  IMAGES+=("$1")
-  "${P[@]}" build -q --pull=never --layers=false -t "$1" "$2" >"$WORK/build.log" 2>&1 && return 0
-  cat "$WORK/build.log" >&2
-  PROBE_ERR="podman build failed: $(tail -n2 "$WORK/build.log" | tr '\n' ' ')"
-  return 1
-}
-
-build_images() {
-  local ctx=$WORK/base rootfs=$WORK/base/rootfs applet
-  mkdir -p "$rootfs/bin" "$rootfs/app" "$rootfs/tmp"
-  chmod 1777 "$rootfs/tmp"
-  cp "$BUSYBOX" "$rootfs/bin/busybox"
-  # `busybox --install -s` cannot run in a FROM-scratch build: make the
-  # applet links here.
-  for applet in $("$BUSYBOX" --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-  done
-  cp "$BIN" "$rootfs/drainit"
-  cp "$HERE/app/app.sh" "$rootfs/app/app.sh"
-  chmod 755 "$rootfs/drainit" "$rootfs/app/app.sh"
-  cat >"$ctx/Containerfile" <<'EOF'
-FROM scratch
-COPY rootfs/ /
-ENV PATH=/bin
-ENTRYPOINT ["/drainit", "--"]
-CMD ["/app/app.sh"]
-EOF
-  build "$BASE" "$ctx" || return 1
-
-  # A legacy shell-form CMD: the image config holds
-  # ["/bin/sh", "-c", "/app/app.sh --shutdown 2; echo after the app"], and the
-  # shell cannot exec the app since a command follows it.
-  mkdir -p "$WORK/shell-form"
-  cat >"$WORK/shell-form/Containerfile" <<EOF
-FROM $BASE
-CMD /app/app.sh --shutdown 2; echo "after the app"
-EOF
-  build "$SHELL_FORM" "$WORK/shell-form"
-}
-
-# Can the engine run a container at all (busybox only, not drainit)?
-probe() {
-  local name=$PREFIX-probe out
-  CONTAINERS+=("$name")
-  out=$("${P[@]}" run --rm --name "$name" "${RUN_FLAGS[@]}" \
-    --entrypoint '["/bin/busybox", "echo", "probe-ok"]' "$BASE" 2>&1)
-  [[ "$out" == *probe-ok* ]] || { PROBE_ERR="podman run failed: $(printf '%s' "$out" | tail -n2 | tr '\n' ' ')"; return 1; }
-}
-
-PROBE_ERR=""
-if ! command -v podman >/dev/null; then
-  engine_unusable "podman is not installed"
-fi
-sweep_stale
-if ! { build_images && probe; }; then
-  if [ "${DRAINIT_E2E_STORAGE:-}" != isolated ]; then
-    log "the default store failed ($PROBE_ERR); trying an isolated vfs store"
-    remove_all
-    use_isolated_storage
-    rm -rf "$WORK/base" "$WORK/shell-form"
-    PROBE_ERR=""
-    build_images && probe || engine_unusable "$PROBE_ERR"
-  else
-    engine_unusable "$PROBE_ERR"
-  fi
-fi
-log "$(podman --version), runc $(runc --version | awk 'NR==1{print $3}'), $STORAGE, ulimits nofile=$NOFILE nproc=$NPROC"
-
-# drainit itself must start in an empty, FROM-scratch image (static binary).
-if ! out=$("${P[@]}" run --rm "${RUN_FLAGS[@]}" --entrypoint '["/drainit", "--version"]' "$BASE" 2>&1); then
-  fail_all "$BIN does not run in a FROM-scratch container (not static?): $out"
-fi
-log "under test: $out ($BIN)"
-
-# --- the cases -------------------------------------------------------------------
-
-# podman stop of an exec-form app: the app gets SIGTERM, the container exits
-# with the app's code, at once.
-case_exec_form() {
-  local n=$1 took code
-  start exec-form "$BASE" || { WHY="podman run failed"; return 1; }
-  check "the app never printed 'app: ready'" wait_until 20 logs_have "$n" "app: ready" || return 1
-  timed_stop "$n" 10 "$WORK/stop.exec"
-  took=$(cat "$WORK/stop.exec")
-  [[ "$took" != error* ]] || { WHY=$took; return 1; }
-  code=$(exit_code "$n")
-  check "the app never logged 'app: got SIGTERM'" logs_have "$n" "app: got SIGTERM" || return 1
-  check "exit code $code, expected the app's 0" [ "$code" = 0 ] || return 1
-  check "podman stop -t 10 took ${took}s, expected well under 10s (< 5s)" is "$took < 5" || return 1
-  OK="the app got SIGTERM, exit code 0, stopped in ${took}s of 10s"
-}
-
-# A shell-form CMD: /bin/sh -c "app.sh --shutdown 2; echo ..." — the app sits
-# behind a shell that does not exec it, and still gets SIGTERM and its 2 s.
-case_shell_form() {
-  local n=$1 took code
-  start shell-form "$SHELL_FORM" || { WHY="podman run failed"; return 1; }
-  check "the app never printed 'app: ready'" wait_until 20 logs_have "$n" "app: ready" || return 1
-  timed_stop "$n" 10 "$WORK/stop.shell"
-  took=$(cat "$WORK/stop.shell")
-  [[ "$took" != error* ]] || { WHY=$took; return 1; }
-  code=$(exit_code "$n")
-  check "the app behind the shell never logged 'app: got SIGTERM'" logs_have "$n" "app: got SIGTERM" || return 1
-  check "the app never logged 'app: shutdown complete' (cut short?)" \
-    logs_have "$n" "app: shutdown complete" || return 1
-  check "stopped in ${took}s: sooner than the app's 2s shutdown" is "$took >= 2" || return 1
-  check "podman stop -t 10 took ${took}s: podman had to SIGKILL (expected < 9s)" is "$took < 9" || return 1
-  check "exit code 137: killed, not stopped" [ "$code" != 137 ] || return 1
-  OK="the app behind /bin/sh -c got SIGTERM and finished its 2s shutdown; stopped in ${took}s of 10s; exit code $code"
-}
-
-# A drain set up only through DRAINIT_* variables, run by podman stop: the
-# drain file appears while the app still serves, and the app's SIGTERM waits
-# for the delay. The drain file's directory is bind-mounted, so that the host
-# can watch it: podman refuses `podman exec` into a container it is stopping.
-case_drain_env() {
-  local n=$1 took code t_drain t_term gap delay=3 dir=$WORK/drain-env
-  mkdir -p "$dir"
-  start drain-env -v "$dir:/drain" \
-    -e DRAINIT_DRAIN_FILE=/drain/draining -e DRAINIT_DRAIN_DELAY=${delay}s "$BASE" ||
-    { WHY="podman run failed"; return 1; }
-  check "the app never printed 'app: ready'" wait_until 20 logs_have "$n" "app: ready" || return 1
-  check "the drain file exists before any drain" [ ! -e "$dir/draining" ] || return 1
-  check "drainit --healthcheck inside reports unhealthy before any drain" \
-    "${P[@]}" exec "$n" /drainit --healthcheck >/dev/null || return 1
-
-  timed_stop "$n" 20 "$WORK/stop.drain" &
-  local stopper=$!
-  if ! wait_until 2.5 test -e "$dir/draining"; then
-    WHY="the drain file did not appear within 2.5s of podman stop"
-    wait $stopper
-    return 1
-  fi
-  local early=""
-  logs_have "$n" "app: got SIGTERM" && early=1
-  wait $stopper
-  took=$(cat "$WORK/stop.drain")
-  [[ "$took" != error* ]] || { WHY=$took; return 1; }
-  check "the app already had SIGTERM when the drain file appeared" [ -z "$early" ] || return 1
-  code=$(exit_code "$n")
-  check "the app never logged 'app: got SIGTERM'" logs_have "$n" "app: got SIGTERM" || return 1
-  t_drain=$(log_time "$n" "drain started")
-  t_term=$(log_time "$n" "app: got SIGTERM")
-  check "no 'drain started' line in drainit's log" [ -n "$t_drain" ] || return 1
-  gap=$(calc "$t_term - $t_drain")
-  # podman stop is issued before the drain starts and returns after the app
-  # exits: it cannot take less than the delay. The log timestamps come from
-  # two pipes, hence 0.1s of slack.
-  check "podman stop took ${took}s, less than the ${delay}s drain delay" is "$took >= $delay" || return 1
-  check "the app got SIGTERM ${gap}s after the drain started, before the ${delay}s delay" \
-    is "$gap >= $delay - 0.1" || return 1
-  check "the app got SIGTERM ${gap}s after the drain started, expected about ${delay}s (< $((delay + 3))s)" \
-    is "$gap < $delay + 3" || return 1
-  check "exit code $code, expected the app's 0" [ "$code" = 0 ] || return 1
-  OK="drain file written while the app served; its SIGTERM ${gap}s after the drain started (delay ${delay}s); podman stop ${took}s; exit code 0"
-}
-
-# An app that ignores SIGTERM, DRAINIT_STOP_TIMEOUT=5s, podman stop -t 5:
-# drainit SIGKILLs at 4s, before podman would at 5s.
-case_kill_deadline() {
-  local n=$1 took code t_drain t_kill gap
-  start kill-deadline -e DRAINIT_STOP_TIMEOUT=5s "$BASE" /app/app.sh --ignore-term ||
-    { WHY="podman run failed"; return 1; }
-  check "the app never printed 'app: ready'" wait_until 20 logs_have "$n" "app: ready" || return 1
-  timed_stop "$n" 5 "$WORK/stop.kill"
-  took=$(cat "$WORK/stop.kill")
-  [[ "$took" != error* ]] || { WHY=$took; return 1; }
-  code=$(exit_code "$n")
-  check "no 'kill deadline reached: SIGKILL' line from drainit: podman's SIGKILL came first" \
-    logs_have "$n" "kill deadline reached: SIGKILL" || return 1
-  t_drain=$(log_time "$n" "SIGTERM received")
-  t_kill=$(log_time "$n" "kill deadline reached: SIGKILL")
-  check "no 'SIGTERM received' line in drainit's log" [ -n "$t_drain" ] || return 1
-  gap=$(calc "$t_kill - $t_drain")
-  check "podman stop took ${took}s: drainit killed before its 4s deadline" is "$took >= 4" || return 1
-  check "drainit's SIGKILL came ${gap}s after SIGTERM, expected 4s (stop timeout - 1s)" \
-    is "$gap >= 3.9 && $gap < 5" || return 1
-  check "exit code $code, expected 137" [ "$code" = 137 ] || return 1
-  OK="drainit logged its SIGKILL ${gap}s after SIGTERM (podman's would be at 5s), podman stop ${took}s, exit code 137"
-}
-
-# A HEALTHCHECK of `drainit --healthcheck` (exec form, drain file from
-# DRAINIT_DRAIN_FILE): healthy before, unhealthy as soon as the drain starts,
-# while the app still serves. The drain starts with `podman kill -s TERM`,
-# the signal `podman stop` sends, because podman refuses health checks (and
-# exec) on a container it is stopping; docker and kubelet do not.
-case_healthcheck() {
-  local n=$1 code out t0 after early="" delay=4
-  start healthcheck -e DRAINIT_DRAIN_FILE=/tmp/draining -e DRAINIT_DRAIN_DELAY=${delay}s \
-    --health-cmd '["/drainit", "--healthcheck"]' --health-interval disable --health-retries 1 \
-    "$BASE" || { WHY="podman run failed"; return 1; }
-  check "the app never printed 'app: ready'" wait_until 20 logs_have "$n" "app: ready" || return 1
-  if ! out=$("${P[@]}" healthcheck run "$n" 2>&1); then
-    WHY="podman healthcheck run failed before the drain: $out"
-    return 1
-  fi
-  t0=$(now)
-  "${P[@]}" kill -s TERM "$n" >/dev/null || { WHY="podman kill -s TERM failed"; return 1; }
-  hc_unhealthy() {
-    out=$("${P[@]}" healthcheck run "$1" 2>&1) && return 1
-    [[ "$out" == *unhealthy* ]]
-  }
-  if ! wait_until 3 hc_unhealthy "$n"; then
-    WHY="podman healthcheck run did not answer unhealthy within 3s of the drain's start (last: ${out:-nothing})"
-    return 1
-  fi
-  after=$(calc "$(now) - $t0")
-  logs_have "$n" "app: got SIGTERM" && early=1
-  check "the app already had SIGTERM when the health check turned: not during the drain" [ -z "$early" ] || return 1
-  local status said
-  status=$("${P[@]}" inspect -f '{{.State.Health.Status}}' "$n")
-  said=$("${P[@]}" inspect -f '{{range .State.Health.Log}}{{.Output}}{{"\n"}}{{end}}' "$n" | grep . | tail -n1)
-  check "podman's health status is '$status' after a failed check (--health-retries 1), expected unhealthy" \
-    [ "$status" = unhealthy ] || return 1
-  check "the container did not exit within $((delay + 10))s of SIGTERM" \
-    wait_until $((delay + 10)) not_running "$n" || return 1
-  code=$(exit_code "$n")
-  check "exit code $code, expected the app's 0" [ "$code" = 0 ] || return 1
-  OK="'podman healthcheck run' healthy before, unhealthy ${after}s into the ${delay}s drain while the app still served (\"$said\"); exit code 0"
-}
-
-not_running() { [ "$("${P[@]}" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = false ]; }
-
-# An app that leaves 1000 orphans: once they have exited, no zombie is left.
-case_orphans() {
-  local n=$1 state first code
-  start orphans "$BASE" /app/app.sh --orphans 1000 || { WHY="podman run failed"; return 1; }
-  check "the app never printed 'app: ready' (after spawning 1000 orphans)" \
-    wait_until 60 logs_have "$n" "app: ready" || return 1
-  # "PROCESSES ZOMBIES" inside the container, with shell builtins only (the
-  # scan forks nothing that could itself show up).
-  local scan='p=0 z=0; for f in /proc/[0-9]*/stat; do
-      { read -r l <"$f"; } 2>/dev/null || continue
-      s=${l##*) }; s=${s%% *}; p=$((p + 1)); [ "$s" = Z ] && z=$((z + 1))
-    done; echo "$p $z"'
-  first=$("${P[@]}" exec "$n" /bin/sh -c "$scan")
-  # Settled: the orphans (3s each) are gone — drainit, the app, its sleep and
-  # this scan are left — and no process is a zombie.
-  settled() {
-    state=$("${P[@]}" exec "$1" /bin/sh -c "$scan" 2>/dev/null) || return 1
-    set -- $state
-    [ "$1" -le 6 ] && [ "$2" -eq 0 ]
-  }
-  if ! wait_until 30 settled "$n"; then
-    WHY="30s after the orphans were spawned: processes/zombies = ${state:-?} (first look: $first)"
-    return 1
-  fi
-  timed_stop "$n" 10 "$WORK/stop.orphans"
-  code=$(exit_code "$n")
-  check "exit code $code, expected the app's 0" [ "$code" = 0 ] || return 1
-  OK="processes/zombies ${first/ //} at first look, then ${state/ //}: every orphan reaped; exit code 0"
-}
-
-for c in "${CASES[@]}"; do run_case "$c"; done
-summary
+echo "e2e: time per leg: ${times[*]/%/,}" | sed 's/,$//'
+echo "e2e: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$broken" -eq 0 ]
