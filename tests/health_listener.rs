@@ -363,3 +363,27 @@ fn with_url_ready_also_requires_the_apps_own_health_check() {
         assert_eq!(r.wait(secs(10.0)).code, Some(143));
     }
 }
+
+#[test]
+fn explain_shows_the_listeners_answers_on_the_timeline() {
+    let out = Drainit::new(Mode::Parent)
+        .args(&[
+            "--explain",
+            "--health-listen",
+            ":8081",
+            "--drain-delay",
+            "5s",
+        ])
+        .run(secs(10.0));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("  t+0s   /ready on 0.0.0.0:8081 answers 503 (draining); /live answers 200 until the app exits\n"),
+        "{text}"
+    );
+    let before = text.find("/ready on").unwrap();
+    let stop = text
+        .find("t+5s   the signal that started the drain")
+        .unwrap();
+    assert!(before < stop, "{text}");
+}
