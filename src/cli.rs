@@ -9,6 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Display;
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -133,6 +134,16 @@ pub struct Cli {
     )]
     pub drain_on: Option<OsString>,
 
+    /// Answer health probes on ADDR:PORT (:8081, 127.0.0.1:8081, [::]:8081): /ready turns 503 the instant a drain starts, /live stays 200 until the app exits
+    #[arg(
+        long,
+        env = "DRAINIT_HEALTH_LISTEN",
+        value_name = "ADDR:PORT",
+        allow_hyphen_values = true,
+        help_heading = "Drain"
+    )]
+    pub health_listen: Option<OsString>,
+
     /// Exit codes of the app that count as success: drainit exits 0 instead (e.g. 143,130 for an app killed by the drain's SIGTERM or by SIGINT)
     #[arg(
         long,
@@ -146,7 +157,7 @@ pub struct Cli {
     #[arg(long, help_heading = "Health check")]
     pub healthcheck: bool,
 
-    /// With --healthcheck: also GET this http:// URL and require a 2xx answer
+    /// With --healthcheck or --health-listen: also GET this http:// URL and require a 2xx answer
     #[arg(
         long,
         env = "DRAINIT_URL",
@@ -155,7 +166,7 @@ pub struct Cli {
     )]
     pub url: Option<OsString>,
 
-    /// With --healthcheck: how long the GET may take [default: 2s]
+    /// With --healthcheck or --health-listen: how long the GET may take [default: 2s]
     #[arg(
         long,
         env = "DRAINIT_TIMEOUT",
@@ -197,6 +208,7 @@ pub const STOP_SIGNAL: Opt = Opt::new("--stop-signal", "DRAINIT_STOP_SIGNAL");
 pub const KILL_AFTER: Opt = Opt::new("--kill-after", "DRAINIT_KILL_AFTER");
 pub const STOP_TIMEOUT: Opt = Opt::new("--stop-timeout", "DRAINIT_STOP_TIMEOUT");
 pub const DRAIN_ON: Opt = Opt::new("--drain-on", "DRAINIT_DRAIN_ON");
+pub const HEALTH_LISTEN: Opt = Opt::new("--health-listen", "DRAINIT_HEALTH_LISTEN");
 pub const SUCCESS_EXIT: Opt = Opt::new("--success-exit", "DRAINIT_SUCCESS_EXIT");
 pub const URL: Opt = Opt::new("--url", "DRAINIT_URL");
 pub const TIMEOUT: Opt = Opt::new("--timeout", "DRAINIT_TIMEOUT");
@@ -206,7 +218,7 @@ pub const QUIET: Opt = Opt::new("--quiet", "DRAINIT_QUIET");
 pub const LOG_VAR: &str = "DRAINIT_LOG";
 
 /// Every option with a variable (the clap definitions must agree: a test says so).
-pub const OPTIONS: [Opt; 13] = [
+pub const OPTIONS: [Opt; 14] = [
     NO_GROUP,
     GRACE,
     DRAIN_FILE,
@@ -215,6 +227,7 @@ pub const OPTIONS: [Opt; 13] = [
     KILL_AFTER,
     STOP_TIMEOUT,
     DRAIN_ON,
+    HEALTH_LISTEN,
     SUCCESS_EXIT,
     URL,
     TIMEOUT,
@@ -389,6 +402,16 @@ pub struct Launch {
     pub stop_timeout: Option<Duration>,
     pub kill_source: Option<KillSource>,
     pub policy: Policy,
+    /// `--health-listen`.
+    pub listen: Option<Box<Listen>>,
+}
+
+/// The health listener's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub address: SocketAddr,
+    /// With `--url`: the app's own health check, which `/ready` asks too.
+    pub app_health: Option<Health>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -557,6 +580,14 @@ impl Config {
             return usage("--healthcheck and --explain cannot be used together".into());
         }
         let values = Values::read(cli, env)?;
+        // --timeout and --url serve the health check, and the listener's /ready.
+        let timeout = match values.timeout {
+            Some((t, given)) if t.is_zero() => {
+                return Err(given.refuse("must be longer than 0s"));
+            }
+            Some((t, _)) => t,
+            None => DEFAULT_TIMEOUT,
+        };
         if cli.healthcheck {
             if let Some(first) = cli.command.first() {
                 return usage(format!(
@@ -564,13 +595,6 @@ impl Config {
                     Escaped(first.as_bytes())
                 ));
             }
-            let timeout = match values.timeout {
-                Some((t, given)) if t.is_zero() => {
-                    return Err(given.refuse("must be longer than 0s"));
-                }
-                Some((t, _)) => t,
-                None => DEFAULT_TIMEOUT,
-            };
             // Url::parse escapes what it quotes of the URL itself.
             let url = value(URL, cli.url.as_ref(), env, Url::parse)?.map(|(url, _)| url);
             return Ok(Config {
@@ -583,12 +607,32 @@ impl Config {
                 success_exit: None,
             });
         }
-        for (opt, given) in [(URL, cli.url.is_some()), (TIMEOUT, cli.timeout.is_some())] {
-            if given {
-                return usage(format!("{} only applies with --healthcheck", opt.flag));
+        let listen = match values.health_listen {
+            Some((address, _)) => {
+                let url = value(URL, cli.url.as_ref(), env, Url::parse)?.map(|(url, _)| url);
+                Some(Box::new(Listen {
+                    address,
+                    app_health: url.map(|url| Health {
+                        drain_file: None,
+                        url: Some(url),
+                        timeout,
+                    }),
+                }))
             }
-        }
-        let launch = Launch::check(cli, values)?;
+            None => {
+                for (opt, given) in [(URL, cli.url.is_some()), (TIMEOUT, cli.timeout.is_some())] {
+                    if given {
+                        return usage(format!(
+                            "{} only applies with --healthcheck or --health-listen",
+                            opt.flag
+                        ));
+                    }
+                }
+                None
+            }
+        };
+        let mut launch = Launch::check(cli, values)?;
+        launch.listen = listen;
         if cli.explain {
             return Ok(Config {
                 mode: Mode::Explain(launch),
@@ -652,6 +696,7 @@ struct Values<'a> {
     kill_after: Valued<'a, Duration>,
     stop_timeout: Valued<'a, Duration>,
     drain_on: Valued<'a, SigSet>,
+    health_listen: Valued<'a, SocketAddr>,
     timeout: Valued<'a, Duration>,
 }
 
@@ -675,6 +720,12 @@ impl<'a> Values<'a> {
             kill_after: duration(KILL_AFTER, &cli.kill_after)?,
             stop_timeout: duration(STOP_TIMEOUT, &cli.stop_timeout)?,
             drain_on: value(DRAIN_ON, cli.drain_on.as_ref(), env, drain_on)?,
+            health_listen: value(
+                HEALTH_LISTEN,
+                cli.health_listen.as_ref(),
+                env,
+                crate::listener::parse_address,
+            )?,
             timeout: duration(TIMEOUT, &cli.timeout)?,
         })
     }
@@ -769,6 +820,7 @@ impl Launch {
                 drain,
                 grace: v.grace.map_or(DEFAULT_GRACE, |(g, _)| g),
             },
+            listen: None,
         })
     }
 }

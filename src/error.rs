@@ -59,6 +59,11 @@ impl fmt::Display for Error {
     }
 }
 
+/// An OS error as one short phrase: `Address in use`, not `Address in use (os error 98)`.
+pub fn os_reason(e: &io::Error) -> String {
+    strip_os_error(&e.to_string()).to_string()
+}
+
 /// `No such file or directory (os error 2)` → `No such file or directory`.
 fn strip_os_error(text: &str) -> &str {
     text.split(" (os error").next().unwrap_or(text)

@@ -70,6 +70,17 @@ fn t(d: Duration) -> String {
     format!("t+{}", format_duration(d))
 }
 
+/// `t+0s   /ready on ADDR answers 503 ...`, with `--health-listen`.
+fn listener_line(out: &mut String, launch: &Launch, at: &str) {
+    if let Some(listen) = &launch.listen {
+        let _ = writeln!(
+            out,
+            "  {at:<6} /ready on {} answers 503 (draining); /live answers 200 until the app exits",
+            listen.address
+        );
+    }
+}
+
 pub fn timeline(launch: &Launch) -> String {
     let mut out = String::new();
     let command = if launch.command.is_empty() {
@@ -96,6 +107,7 @@ pub fn timeline(launch: &Launch) -> String {
         let run = after_signal(policy, Signal::TERM);
         for (at, action) in &run.actions {
             if let Action::Stop { signal, .. } = action {
+                listener_line(&mut out, launch, &t(*at));
                 let _ = writeln!(out, "  {:<6} {signal}, then SIGCONT, to {target}", t(*at));
             }
         }
@@ -135,6 +147,7 @@ pub fn timeline(launch: &Launch) -> String {
                 ..
             } => {
                 (delay, kill_at) = (d, k);
+                listener_line(&mut out, launch, &t(at));
                 match &launch.drain_file {
                     Some(path) => {
                         let _ = writeln!(
@@ -275,6 +288,7 @@ mod tests {
                 }),
                 grace: Duration::from_secs(5),
             },
+            listen: None,
         }
     }
 

@@ -36,6 +36,7 @@ mod error;
 mod exit;
 mod explain;
 mod health;
+mod listener;
 mod output;
 mod procfs;
 mod signals;

@@ -14,6 +14,7 @@ use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
 use crate::drainfile;
 use crate::exit::Status;
+use crate::listener::{self, Listener};
 use crate::procfs;
 use crate::signals::{SigSet, Signal};
 use crate::spawn::{self, App};
@@ -42,6 +43,23 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
             return e.exit_code();
         }
     };
+    // Bound before the app starts: a port in use is drainit's error, not a
+    // container that runs without the probes it was promised.
+    let listener = match &launch.listen {
+        Some(listen) => match Listener::bind(listen.address, listen.app_health.clone()) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                let e = crate::error::Error::Usage(format!(
+                    "--health-listen {}: cannot listen there: {}",
+                    listen.address,
+                    crate::error::os_reason(&e)
+                ));
+                error!("{e}");
+                return e.exit_code();
+            }
+        },
+        None => None,
+    };
     let app = match spawn::spawn(launch, inherited) {
         Ok(app) => app,
         Err(e) => {
@@ -60,7 +78,15 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         },
         if pid1 { "PID 1" } else { "a child subreaper" }
     );
+    let health = listener.and_then(|listener| match listener.serve() {
+        Ok(status) => Some(status),
+        Err(e) => {
+            warn!("cannot start the health listener: {e}; the app runs without it");
+            None
+        }
+    });
     Supervisor {
+        health,
         launch,
         app,
         pid1,
@@ -73,6 +99,8 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
 }
 
 struct Supervisor<'a> {
+    /// What the health listener answers, when there is one.
+    health: Option<listener::Status>,
     launch: &'a Launch,
     app: App,
     pid1: bool,
@@ -125,6 +153,9 @@ impl Supervisor<'_> {
             while let Some((pid, status)) = sys::reap_one() {
                 if pid == self.app.pid && self.app_alive {
                     self.app_alive = false;
+                    if let Some(health) = &self.health {
+                        health.exited(status.code());
+                    }
                     info!("the app {}", describe(status));
                     events.push(Event::AppExited(status.code()));
                 } else {
@@ -216,7 +247,15 @@ impl Supervisor<'_> {
         None
     }
 
+    /// Tells the health listener, if any, that a drain has started.
+    fn tell_draining(&self, signal: Signal) {
+        if let Some(health) = &self.health {
+            health.draining(signal);
+        }
+    }
+
     fn start_drain(&self, signal: Signal, delay: Duration) {
+        self.tell_draining(signal);
         let file = match &self.launch.drain_file {
             Some(path) => match drainfile::write(path, signal) {
                 Ok(()) => format!("; drain file {} written", crate::text::path(path)),
@@ -248,6 +287,10 @@ impl Supervisor<'_> {
         at: Option<Duration>,
         kill_at: Option<Duration>,
     ) {
+        if reason == StopReason::Forwarded {
+            // No drain configured: for the listener, the stop is the drain.
+            self.tell_draining(signal);
+        }
         let Some(target) = self.app_target() else {
             return;
         };

@@ -383,3 +383,48 @@ fn child_setup(inherited: Inherited, take_terminal: bool) {
     }
     let _ = sigprocmask(libc::SIG_SETMASK, Some(inherited.mask));
 }
+
+/// One descriptor for [`poll`], and what to wait for on it.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct PollFd(libc::pollfd);
+
+impl PollFd {
+    pub fn readable(fd: c_int) -> PollFd {
+        PollFd(libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+    }
+
+    pub fn writable(fd: c_int) -> PollFd {
+        PollFd(libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+    }
+
+    /// Whether the last `poll` found it ready (or in error, or hung up: then
+    /// the next read or write says so).
+    pub fn ready(&self) -> bool {
+        self.0.revents != 0
+    }
+}
+
+/// Sleeps until one of `fds` is ready or `timeout` passes (`None`: no timeout).
+pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ms = timeout.map_or(-1, |t| {
+        // Round up, so that a wake-up is never early and never spins.
+        c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)
+    });
+    let count = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+    // SAFETY: `PollFd` is `repr(transparent)` over `libc::pollfd`, and the slice
+    // is valid and writable for `fds.len()` entries for the whole call.
+    let ret = unsafe { libc::poll(fds.as_mut_ptr().cast::<libc::pollfd>(), count, ms) };
+    match check(ret as c_long) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        other => other.map(|n| usize::try_from(n).unwrap_or(0)),
+    }
+}
