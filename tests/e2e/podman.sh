@@ -492,7 +492,7 @@ EOF
   # without a network).
   sed -e "s#image: registry.example.com/web:latest#image: $KUBE_IMAGE#" \
     -e "s#^  name: web\$#  name: $n#" \
-    -e '/^      ports:$/,/containerPort:/d' "$ROOT/docker/kubernetes-pod.yaml" >"$dir/pod.yaml"
+    -e '/^      ports:$/,/name: health$/d' "$ROOT/docker/kubernetes-pod.yaml" >"$dir/pod.yaml"
   check "docker/kubernetes-pod.yaml changed: the test could not swap its image and name" \
     [ "$(grep -c -e "image: $KUBE_IMAGE" -e "name: $n\$" "$dir/pod.yaml")" = 2 ] || return 1
   # kube play has no --ulimit: the limits of RUN_FLAGS, by containers.conf.
