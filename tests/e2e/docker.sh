@@ -293,8 +293,8 @@ case_docker_stop() {
   check "the drain file exists before any drain" [ ! -e "$dir/draining" ] || return 1
   timed_stop "$n" 10 "$WORK/stop.drain" &
   local stopper=$!
-  if ! wait_until 2.5 test -e "$dir/draining"; then
-    WHY="the drain file did not appear within 2.5s of docker stop"
+  if ! wait_until 8 test -e "$dir/draining"; then
+    WHY="the drain file did not appear within 8s of docker stop"
     wait $stopper
     return 1
   fi
@@ -443,8 +443,8 @@ case_docker_init_path() {
   pid=$(inspect "$n" '{{.State.Pid}}')
   timed_stop "$n" 10 "$WORK/stop.init" &
   local stopper=$!
-  if ! wait_until 2.5 test -e "/proc/$pid/root/tmp/draining"; then
-    WHY="the drain file did not appear within 2.5s of docker stop"
+  if ! wait_until 8 test -e "/proc/$pid/root/tmp/draining"; then
+    WHY="the drain file did not appear within 8s of docker stop"
     wait $stopper
     return 1
   fi
