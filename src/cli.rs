@@ -75,7 +75,7 @@ pub struct Cli {
     )]
     pub grace: Option<OsString>,
 
-    /// File created when a drain starts (health checks answer 503 while it exists); a stale one is removed at start
+    /// File created when a drain starts (health checks answer 503 while it exists); at start, a stale one drainit wrote is removed and anything else there is refused
     #[arg(
         long,
         env = "DRAINIT_DRAIN_FILE",
@@ -166,7 +166,7 @@ pub struct Cli {
     )]
     pub url: Option<OsString>,
 
-    /// With --healthcheck or --health-listen: how long the GET may take [default: 2s]
+    /// With --healthcheck or --health-listen: how long the whole check may take (drain file, lookup, connect, GET) [default: 2s]
     #[arg(
         long,
         env = "DRAINIT_TIMEOUT",

@@ -108,7 +108,12 @@ pub fn timeline(launch: &Launch) -> String {
         for (at, action) in &run.actions {
             if let Action::Stop { signal, .. } = action {
                 listener_line(&mut out, launch, &t(*at));
-                let _ = writeln!(out, "  {:<6} {signal}, then SIGCONT, to {target}", t(*at));
+                let _ = writeln!(
+                    out,
+                    "  {:<6} {signal}{}, to {target}",
+                    t(*at),
+                    signal.then_cont()
+                );
             }
         }
         if run.waits {
@@ -180,7 +185,12 @@ pub fn timeline(launch: &Launch) -> String {
                     None => "the signal that started the drain".to_string(),
                     Some(_) => signal.to_string(),
                 };
-                let _ = writeln!(out, "  {:<6} {stop}, then SIGCONT, to {target}", t(at));
+                let _ = writeln!(
+                    out,
+                    "  {:<6} {stop}{}, to {target}",
+                    t(at),
+                    signal.then_cont()
+                );
             }
             Action::Kill { exit, .. } => {
                 killed_at = Some(at);
@@ -496,7 +506,7 @@ mod tests {
                             signal.to_string()
                         };
                         assert!(
-                            has(&format!("{what}, then SIGCONT")),
+                            has(&format!("{what}{}", signal.then_cont())),
                             "{args:?}: no {what} at {prefix:?}:\n{text}"
                         );
                         said += 1;

@@ -107,6 +107,21 @@ impl Signal {
         parsed.ok_or_else(|| format!("unknown signal '{shown}'"))
     }
 
+    /// Whether drainit follows this stop signal with SIGCONT: a stopped
+    /// process acts on it only once continued (KILL needs no help, CONT is one).
+    pub fn followed_by_cont(self) -> bool {
+        self != Signal::CONT && self != Signal::KILL
+    }
+
+    /// ", then SIGCONT" where `followed_by_cont`, for `--explain`.
+    pub fn then_cont(self) -> &'static str {
+        if self.followed_by_cont() {
+            ", then SIGCONT"
+        } else {
+            ""
+        }
+    }
+
     /// Whether the kernel lets a process catch, block or ignore it.
     pub fn catchable(self) -> bool {
         self.0 != KILL && self.0 != STOP

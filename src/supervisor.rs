@@ -295,7 +295,7 @@ impl Supervisor<'_> {
             return;
         };
         self.signal(target, signal);
-        if signal != Signal::CONT && signal != Signal::KILL {
+        if signal.followed_by_cont() {
             // A stopped process acts on its stop signal only once continued.
             self.signal(target, Signal::CONT);
         }
