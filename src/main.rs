@@ -10,6 +10,8 @@ mod drain;
 mod error;
 mod exit;
 mod explain;
+#[cfg(feature = "gen-docs")]
+mod gen_docs;
 mod health;
 mod signals;
 mod spawn;
@@ -26,6 +28,10 @@ use cli::{LogLevel, Mode, Parsed};
 /// Runs drainit with these arguments and exits; the only `process::exit`.
 #[cfg_attr(test, allow(dead_code))]
 fn entry(args: Vec<OsString>) -> ! {
+    #[cfg(feature = "gen-docs")]
+    if let Some(code) = gen_docs::run(&args) {
+        std::process::exit(code)
+    }
     std::process::exit(run(args))
 }
 
