@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, only when one is missing.
-# Usage: deps.sh test|e2e|bench
+# Usage: deps.sh build|test|arm64|e2e|bench|dist
 set -euo pipefail
 case "${1:-}" in
+  # A C toolchain links the host's build scripts and proc macros (clap's
+  # derive); `file` checks that the release binary is static.
+  build) need=(file gcc libc6-dev) ;;
   test)  need=(util-linux python3 procps) ;;
   e2e)   need=(podman runc busybox-static) ;;
   bench) need=(tini dumb-init catatonit hyperfine) ;;
-  *) echo "usage: $0 test|e2e|bench" >&2; exit 2 ;;
+  # qemu-user-static runs the arm64 binary (binfmt is not registered: it is called by name).
+  arm64) need=(qemu-user-static util-linux python3 procps file) ;;
+  dist)  need=(file gcc libc6-dev git tar podman runc qemu-user-static) ;;
+  *) echo "usage: $0 build|test|arm64|e2e|bench|dist" >&2; exit 2 ;;
 esac
 missing=()
 for pkg in "${need[@]}"; do
