@@ -25,8 +25,10 @@ BUDGET=${BUDGET:-524288}
 CARGO=${CARGO:-cargo}
 TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 started=$(date +%s)
+PODDIR= again=
+trap 'rm -rf ${PODDIR:+"$PODDIR"} ${again:+"$again"}' EXIT
 
-say() { printf 'dist: %s\n' "$*" >&2; }
+say() { printf 'dist: [%3ds] %s\n' $(($(date +%s) - started)) "$*" >&2; }
 die() { printf 'dist: error: %s\n' "$*" >&2; exit 1; }
 
 # --- tools ------------------------------------------------------------------
@@ -79,12 +81,14 @@ release() {
     cp "$parent/target/$t/release/drainit" "$bin"
     check_binary "$bin" "$arch"
   done
+  say "binaries built and checked"
 
   # The man page and the completions, from a separate build with the gen-docs
   # feature (the release binaries above have none of it: check_binary says so).
   (cd "$src" && CARGO_TARGET_DIR="$parent/target" RUSTFLAGS= CARGO_ENCODED_RUSTFLAGS= \
      "$CARGO" build --quiet --locked --features gen-docs)
   "$parent/target/debug/drainit" --gen-docs "$out" "$DATE"
+  say "man page and completions written"
 
   image "$parent" "$out"
 
@@ -113,17 +117,20 @@ check_binary() {
 }
 
 # image PARENT OUT: the two binaries as one multi-arch image, FROM scratch,
-# holding only /drainit, saved as an OCI archive. A private podman store under
-# PARENT (removed after), so nothing is left in the host's images. Each
+# holding only /drainit, saved as an OCI archive. A private podman store in a
+# temporary directory (podman wants a short runroot), removed after, so
+# nothing is left in the host's images. Each
 # platform is built on its own, amd64 first, so that the image index lists
 # them in a fixed order; --timestamp and --omit-history make the rest of the
 # image depend on nothing but the binaries and the commit.
 image() {
   local parent=$1 out=$2 ctx=$1/image tar=$2/drainit-$VERSION-oci.tar
-  local pod=(podman --root "$parent/podman/root" --runroot "$parent/podman/run"
+  PODDIR=$(mktemp -d /tmp/drainit-pod.XXXXXX)
+  local pod=(podman --root "$PODDIR/root" --runroot "$PODDIR/run"
     --storage-driver vfs --cgroup-manager cgroupfs --events-backend none)
-  rm -rf "$ctx" "$parent/podman" "$parent/oci"
+  rm -rf "$ctx" "$parent/oci"
   mkdir -p "$ctx"
+  say "image: $tar"
   cp "$out/drainit-$VERSION-x86_64-linux" "$ctx/drainit-amd64"
   cp "$out/drainit-$VERSION-aarch64-linux" "$ctx/drainit-arm64"
   cat > "$ctx/Containerfile" <<'EOF'
@@ -145,10 +152,13 @@ EOF
   done
   "${pod[@]}" manifest push --quiet --all --format oci "drainit:$VERSION" \
     "oci:$parent/oci:drainit:$VERSION" > /dev/null
+  # The image index's digest: what `docker://REGISTRY/drainit@sha256:...` pins.
+  INDEX_DIGEST=$(grep -o '"digest":"sha256:[0-9a-f]*"' "$parent/oci/index.json" | head -n1 | cut -d'"' -f4)
   (cd "$parent/oci" && tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 \
      --numeric-owner --format=ustar -cf "$tar" .)
   check_image "$parent" "$out" "$tar"
-  rm -rf "$ctx" "$parent/podman" "$parent/oci"
+  rm -rf "$ctx" "$parent/oci" "$PODDIR"
+  PODDIR=
 }
 
 # check_image PARENT OUT TAR: what a user does with the image works for both
@@ -158,7 +168,7 @@ check_image() {
   local parent=$1 out=$2 tar=$3 a arch id mnt
   for a in amd64 arm64; do
     arch=x86_64; [ "$a" = arm64 ] && arch=aarch64
-    local pod=(podman --root "$parent/podman/check-$a" --runroot "$parent/podman/check-run-$a"
+    local pod=(podman --root "$PODDIR/check-$a" --runroot "$PODDIR/run-$a"
       --storage-driver vfs --cgroup-manager cgroupfs --events-backend none)
     id=$("${pod[@]}" pull --quiet --arch "$a" "oci-archive:$tar")
     printf 'FROM scratch\nCOPY --from=%s /drainit /drainit\n' "$id" > "$parent/image/Consumer"
@@ -176,10 +186,10 @@ check_image() {
 # --- the release, then the same again from scratch ------------------------------
 release "$ROOT/target/dist" "$ROOT/dist"
 built=$(date +%s)
+RELEASE_INDEX_DIGEST=$INDEX_DIGEST
 
 if [ "${DIST_REPRODUCE:-1}" != 0 ]; then
   again=$(mktemp -d /tmp/drainit-reproduce.XXXXXX)
-  trap 'rm -rf "$again"' EXIT
   say "building again from a clean checkout in $again, to compare"
   release "$again" "$again/dist"
   if ! diff -u "$ROOT/dist/SHA256SUMS" "$again/dist/SHA256SUMS" >&2; then
@@ -201,5 +211,6 @@ for f in "$ROOT"/dist/drainit-*-linux "$ROOT"/dist/drainit-*-oci.tar; do
   size=$(stat -c %s "$f")
   printf 'dist/%s: %d bytes (%d KiB)\n' "${f##*/}" "$size" $((size / 1024))
 done
+printf 'dist/drainit-%s-oci.tar: image index %s\n' "$VERSION" "$RELEASE_INDEX_DIGEST"
 printf 'dist: %s (%s, %s) in %ds (the build %ds)\n' "$VERSION" "${COMMIT:0:12}" "$DATE" \
   $((ended - started)) $((built - started))
