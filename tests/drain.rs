@@ -87,8 +87,8 @@ fn the_stop_signal_comes_no_earlier_than_the_delay() {
         let Some(mut d) = start(&config, by_env, &["--stop-signal", "QUIT"]) else {
             return;
         };
-        d.run.signal(SIGTERM);
         let sent = d.run.elapsed();
+        d.run.signal(SIGTERM);
         assert!(
             wait_for_file(&d.dir.path("draining"), secs(5.0)),
             "by_env={by_env}: drain file"
@@ -129,8 +129,8 @@ fn sigkill_at_kill_after_takes_grandchildren_too() {
         .args(&["--kill-after", "2s", "sh", "-c", &script])
         .spawn();
     let grandchild = r.ready(&dir.path("ready"));
-    r.signal(SIGTERM);
     let sent = r.elapsed();
+    r.signal(SIGTERM);
     let out = r.wait(secs(15.0));
     let took = out.elapsed - sent;
     assert_eq!(out.code, Some(137), "{}", out.stderr);
@@ -157,8 +157,8 @@ fn escalation_comes_strictly_before_the_stop_timeout() {
         ) else {
             return;
         };
-        d.run.signal(SIGTERM);
         let sent = d.run.elapsed();
+        d.run.signal(SIGTERM);
         let app = d.app;
         let out = d.run.wait(secs(15.0));
         let took = out.elapsed - sent;
@@ -291,8 +291,8 @@ fn an_unwritable_drain_file_is_named_and_the_drain_goes_on() {
     let Some(mut d) = start(&config, false, &[]) else {
         return;
     };
-    d.run.signal(SIGTERM);
     let sent = d.run.elapsed();
+    d.run.signal(SIGTERM);
     let took = time_to_line(&d, "SIGTERM", sent, secs(10.0));
     assert!(took >= secs(0.5));
     let out = d.run.wait(secs(10.0));
