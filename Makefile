@@ -63,6 +63,7 @@ demo: build
 lint: host-tools
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features gen-docs -- -D warnings
 
 unit: host-tools
 	$(CARGO) test --locked --bins
