@@ -11,6 +11,11 @@
 #   make stress-test  the integration tests 5 times in a row beside 2 busy
 #                 loops per core, failing if any round fails
 #   make bench    drainit side by side with tini, dumb-init and catatonit
+#   make build-arm64  the same static binary for aarch64-unknown-linux-musl
+#   make test-arm64   a smoke set of the integration tests against it, under qemu
+#   make dist     release artifacts in dist/: both binaries, SHA256SUMS, a
+#                 multi-arch OCI image, man page and completions; built twice
+#                 from clean checkouts and compared byte for byte
 #   make zero-downtime
 #                 requests lost when one of two instances behind HAProxy is
 #                 stopped under load: drainit against tini, dumb-init and
@@ -32,13 +37,26 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # is ~220 KiB of an otherwise ~760 KiB binary, and drainit must never panic
 # anyway (clippy denies unwrap/expect/panic). RUSTC_BOOTSTRAP unlocks the two
 # unstable flags this needs on the stable toolchain; see README "Size".
-RELEASE_ENV := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
-RELEASE_ARGS := --release --locked --target $(TARGET) -Zbuild-std=std,panic_abort
+RELEASE_RUSTFLAGS := -Zunstable-options -Cpanic=immediate-abort
+BUILD_STD := -Zbuild-std=std,panic_abort
+RELEASE_ENV := RUSTC_BOOTSTRAP=1 RUSTFLAGS="$(RELEASE_RUSTFLAGS)"
+RELEASE_ARGS := --release --locked --target $(TARGET) $(BUILD_STD)
 
-.PHONY: all build size toolchain demo test lint unit integration stress-test e2e bench zero-downtime zero-downtime-quick clean
+# arm64: the same release profile and flags; rust-lld links it (musl's start
+# files ship with the rustup target), so no C cross compiler is needed.
+ARM64 := aarch64-unknown-linux-musl
+BIN_ARM64 := target/$(ARM64)/release/drainit
+ARM64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+
+.PHONY: all build size toolchain demo test lint unit integration stress-test e2e bench zero-downtime \
+	zero-downtime-quick clean host-tools toolchain-arm64 build-arm64 test-arm64 dist
 all: build
 
-toolchain:
+# A C toolchain (host build scripts and proc macros) and `file`, when missing.
+host-tools:
+	@bash scripts/deps.sh build
+
+toolchain: host-tools
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 
@@ -54,11 +72,12 @@ size: build
 demo: build
 	@bash scripts/demo.sh $(BIN)
 
-lint:
+lint: host-tools
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features gen-docs -- -D warnings
 
-unit:
+unit: host-tools
 	$(CARGO) test --locked --bins
 
 integration: build
@@ -96,7 +115,25 @@ stress-test: build
 e2e: build
 	@bash tests/e2e/run.sh $(abspath $(BIN))
 
-test: lint size unit integration zero-downtime-quick e2e
+toolchain-arm64: toolchain
+	@rustup target list --installed | grep -qx $(ARM64) || rustup target add $(ARM64)
+
+build-arm64: toolchain-arm64
+	$(RELEASE_ENV) $(ARM64_ENV) $(CARGO) build $(subst $(TARGET),$(ARM64),$(RELEASE_ARGS))
+	@file $(BIN_ARM64) | grep -q 'ARM aarch64.*static' || { echo "error: $(BIN_ARM64) is not a static aarch64 binary"; exit 1; }
+	@size=$$(stat -c %s $(BIN_ARM64)); \
+	printf '%s: %d bytes (%d KiB), budget %d KiB\n' $(BIN_ARM64) $$size $$((size / 1024)) $$(($(BUDGET) / 1024)); \
+	[ $$size -le $(BUDGET) ] || { echo "error: over the size budget"; exit 1; }
+
+test-arm64: build-arm64
+	@bash scripts/deps.sh arm64
+	@bash scripts/test-arm64.sh $(abspath $(BIN_ARM64))
+
+dist:
+	@RELEASE_RUSTFLAGS="$(RELEASE_RUSTFLAGS)" BUILD_STD="$(BUILD_STD)" BUDGET=$(BUDGET) CARGO="$(CARGO)" \
+		bash scripts/dist.sh
+
+test: lint size unit integration test-arm64 zero-downtime-quick e2e
 
 bench: build
 	@bash bench/run.sh $(abspath $(BIN))
@@ -109,3 +146,4 @@ zero-downtime-quick: build
 
 clean:
 	$(CARGO) clean
+	rm -rf dist

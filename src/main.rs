@@ -35,6 +35,8 @@ mod drainfile;
 mod error;
 mod exit;
 mod explain;
+#[cfg(feature = "gen-docs")]
+mod gen_docs;
 mod health;
 mod listener;
 mod output;
@@ -64,7 +66,12 @@ pub extern "C" fn main(
     argc: std::ffi::c_int,
     argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
-    std::process::exit(run(sys::args_from_c(argc, argv)))
+    let args = sys::args_from_c(argc, argv);
+    #[cfg(feature = "gen-docs")]
+    if let Some(code) = gen_docs::run(&args) {
+        std::process::exit(code)
+    }
+    std::process::exit(run(args))
 }
 
 #[cfg_attr(test, allow(dead_code))]
