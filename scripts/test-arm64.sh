@@ -26,6 +26,8 @@ qemu=$(command -v qemu-aarch64-static) || { echo "error: qemu-aarch64-static not
 file -b "$bin" | grep -q 'ARM aarch64' || { echo "error: $bin is not an aarch64 binary" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/drainit-arm64.XXXXXX)
+# Some tests run drainit as another user (setpriv): the wrapper must be theirs to run too.
+chmod 0755 "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/qemu"
 ln -s "$qemu" "$tmp/qemu/drainit"
