@@ -127,6 +127,19 @@ fn once_the_app_has_exited_both_answer_503() {
     }
 }
 
+/// drainit with a listener on a free port, running `sleep 1000`, once the
+/// app has started and the listener answers.
+fn listening_on_sleep(mode: Mode) -> (Running, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut r = Drainit::new(mode)
+        .args(&["--health-listen", &listen, "sleep", "1000"])
+        .spawn();
+    r.app_pid();
+    wait_listening(port);
+    (r, port)
+}
+
 /// Every descriptor drainit holds.
 fn fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -232,13 +245,7 @@ fn a_client_that_never_finishes_is_cut_off_at_its_deadline() {
         if !can_run(mode) {
             continue;
         }
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut r = Drainit::new(mode)
-            .args(&["--health-listen", &listen, "sleep", "1000"])
-            .spawn();
-        r.app_pid();
-        wait_listening(port);
+        let (mut r, port) = listening_on_sleep(mode);
         let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let connected = Instant::now();
         slow.write_all(b"GET /ready HTTP/1.1\r\n").unwrap();
@@ -263,13 +270,7 @@ fn an_idle_listener_wakes_nobody() {
         if !can_run(mode) {
             continue;
         }
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut r = Drainit::new(mode)
-            .args(&["--health-listen", &listen, "sleep", "1000"])
-            .spawn();
-        r.app_pid();
-        wait_listening(port);
+        let (mut r, port) = listening_on_sleep(mode);
         assert_eq!(path(port, "/ready").0, 200);
         let pid = r.pid();
         // Let the answered connection's close settle.
