@@ -40,10 +40,7 @@ E2E=$ROOT/tests/e2e
 # shellcheck source=tests/e2e/lib.sh
 . "$E2E/lib.sh"
 
-if [ ! -f "$BIN" ] || [ ! -x "$BIN" ]; then
-  fail_all "$BIN is not an executable file (run make build first)"
-fi
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+bin_under_test
 
 # --- the engine ------------------------------------------------------------------
 

@@ -28,6 +28,14 @@ fail_all() {
   summary
 }
 
+# $BIN made absolute; every case fails when it is not an executable file.
+bin_under_test() {
+  if [ ! -f "$BIN" ] || [ ! -x "$BIN" ]; then
+    fail_all "$BIN is not an executable file (run make build first)"
+  fi
+  BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+}
+
 # A prerequisite of the leg cannot start: every case fails under CI=true,
 # and is skipped, loudly, otherwise.
 engine_unusable() {
