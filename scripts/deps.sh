@@ -3,7 +3,7 @@
 # Usage: deps.sh test|e2e|bench
 set -euo pipefail
 case "${1:-}" in
-  test)  need=(util-linux python3 procps) ;;
+  test)  need=(util-linux python3 procps strace) ;;
   e2e)   need=(podman runc busybox-static) ;;
   bench) need=(tini dumb-init catatonit hyperfine) ;;
   *) echo "usage: $0 test|e2e|bench" >&2; exit 2 ;;

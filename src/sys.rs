@@ -12,7 +12,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::time::Duration;
 
 use crate::exit::Status;
-use crate::signals::SigSet;
+use crate::signals::{SigSet, Signal};
 
 /// The size of the kernel's signal set, which the raw syscalls take.
 const KERNEL_SIGSET_BYTES: usize = 8;
@@ -100,23 +100,30 @@ fn sigaction(signal: i32, new: Option<&KernelSigaction>) -> io::Result<KernelSig
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inherited {
     pub mask: SigSet,
+    /// The ignored signals drainit reset to their default, which the app must
+    /// get back as ignored: SIGCHLD, if it was. (Every other disposition is left
+    /// as it was, so the app inherits it as it is.)
     pub ignored: SigSet,
 }
 
 /// Blocks every catchable signal (so none is lost, not even as PID 1, and none
-/// stops or kills drainit), then resets every ignored one to its default so it
-/// reaches the signalfd (SIGCHLD above all: ignored, it would make the kernel
-/// reap children and lose their exit codes). Returns what was there before.
+/// stops or kills drainit), and resets SIGCHLD to its default: ignored (or
+/// with SA_NOCLDWAIT), it would make the kernel reap children and lose their
+/// exit codes. Returns what was there before. Two syscalls.
+///
+/// The other ignored signals need no change: the kernel never discards a
+/// blocked signal as ignored (it may be unblocked later), so drainit's
+/// signalfd reads them all the same, and leaving them as they are is what
+/// hands them on to the app.
 pub fn take_over_signals() -> io::Result<Inherited> {
     let mask = sigprocmask(libc::SIG_BLOCK, Some(SigSet::catchable()))?;
-    let mut ignored = SigSet::EMPTY;
-    for signal in SigSet::catchable().iter() {
-        let old = sigaction(signal.number(), None)?;
-        if old.handler == libc::SIG_IGN {
-            ignored = ignored.with(signal);
-            sigaction(signal.number(), Some(&KernelSigaction::default()))?;
-        }
-    }
+    let chld = Signal::CHLD;
+    let old = sigaction(chld.number(), Some(&KernelSigaction::default()))?;
+    let ignored = if old.handler == libc::SIG_IGN {
+        SigSet::EMPTY.with(chld)
+    } else {
+        SigSet::EMPTY
+    };
     Ok(Inherited { mask, ignored })
 }
 
@@ -299,6 +306,136 @@ pub fn pid() -> i32 {
 pub fn holds_terminal_foreground() -> bool {
     // SAFETY: isatty, tcgetpgrp and getpgrp only read process and terminal state.
     unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
+// ---------------------------------------------------------------- the allocator
+
+/// How much the arena holds: what drainit allocates from its start to the
+/// app's exec (the command line parsed by clap, the config, the logger) fits
+/// with room to spare.
+const ARENA_BYTES: usize = 128 * 1024;
+
+/// A bump arena in `.bss` (its pages cost nothing until touched).
+#[repr(C, align(4096))]
+struct ArenaBytes(std::cell::UnsafeCell<[u8; ARENA_BYTES]>);
+
+// SAFETY: the bytes are only reached through `Arena`, which hands out each
+// range to one owner at a time (claims and releases are atomic).
+unsafe impl Sync for ArenaBytes {}
+
+static ARENA: ArenaBytes = ArenaBytes(std::cell::UnsafeCell::new([0; ARENA_BYTES]));
+/// Offset of the first free byte in `ARENA`.
+static ARENA_NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// drainit's allocator: allocations are carved from a fixed arena, and the
+/// last one is given back (freed, grown or shrunk in place), so a start-up
+/// makes no `mmap`/`munmap` pair and costs a few instructions per allocation
+/// instead of musl's allocator's hundreds. What does not fit (or outlives
+/// the arena, in a long run) goes to the C library's `malloc`.
+struct Arena;
+
+#[global_allocator]
+static ALLOCATOR: Arena = Arena;
+
+impl Arena {
+    fn base() -> usize {
+        ARENA.0.get() as usize
+    }
+
+    /// The offset of `ptr` in the arena, if it is in it.
+    fn offset_of(ptr: *mut u8) -> Option<usize> {
+        let offset = (ptr as usize).checked_sub(Self::base())?;
+        (offset < ARENA_BYTES).then_some(offset)
+    }
+
+    /// Claims `size` bytes aligned to `align`; `None` if they do not fit.
+    fn claim(size: usize, align: usize) -> Option<*mut u8> {
+        use std::sync::atomic::Ordering;
+        // The base is 4096-aligned, so aligning the offset aligns the address.
+        if align > 4096 {
+            return None;
+        }
+        let mut next = ARENA_NEXT.load(Ordering::Acquire);
+        loop {
+            let start = next.checked_next_multiple_of(align)?;
+            let end = start.checked_add(size)?;
+            if end > ARENA_BYTES {
+                return None;
+            }
+            match ARENA_NEXT.compare_exchange_weak(next, end, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(ARENA.0.get().cast::<u8>().wrapping_add(start)),
+                Err(now) => next = now,
+            }
+        }
+    }
+
+    /// Moves the end of the last allocation, at `offset` with `old` bytes, to
+    /// `offset + new`; false if it is not the last one or does not fit.
+    fn resize_last(offset: usize, old: usize, new: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let (Some(end), Some(new_end)) = (offset.checked_add(old), offset.checked_add(new)) else {
+            return false;
+        };
+        new_end <= ARENA_BYTES
+            && ARENA_NEXT
+                .compare_exchange(end, new_end, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+}
+
+// SAFETY: `claim` hands out disjoint, suitably aligned ranges of the arena
+// (an atomic compare-and-swap moves its end), and a range goes back only when
+// it is the last one and its owner frees or resizes it; everything else is
+// the C library's malloc, used as `std::alloc::System` uses it.
+unsafe impl std::alloc::GlobalAlloc for Arena {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        match Self::claim(layout.size(), layout.align()) {
+            Some(ptr) => ptr,
+            // SAFETY: forwarded as the caller gave it.
+            None => unsafe { std::alloc::System.alloc(layout) },
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        match Self::offset_of(ptr) {
+            Some(offset) => {
+                // Only the last allocation goes back; any other stays claimed.
+                Self::resize_last(offset, layout.size(), 0);
+            }
+            // SAFETY: not the arena's, so `System` allocated it with this layout.
+            None => unsafe { std::alloc::System.dealloc(ptr, layout) },
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let Some(offset) = Self::offset_of(ptr) else {
+            // SAFETY: not the arena's, so `System` allocated it with this layout.
+            return unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        };
+        if new_size <= layout.size() {
+            // Shrunk in place; the tail goes back if it was the last one.
+            Self::resize_last(offset, layout.size(), new_size);
+            return ptr;
+        }
+        if Self::resize_last(offset, layout.size(), new_size) {
+            // The last one, grown in place.
+            return ptr;
+        }
+        // SAFETY: the caller guarantees `new_size` with this alignment is a valid layout.
+        let new_layout =
+            unsafe { std::alloc::Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: a fresh allocation of a valid layout.
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            // SAFETY: both ranges are live, distinct allocations at least
+            // `layout.size()` long.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size());
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
+    }
 }
 
 // ---------------------------------------------------------------- starting the app
@@ -551,9 +688,9 @@ fn child_setup_and_exec(shared: &Shared) -> Report {
             let _ = unsafe { libc::tcsetpgrp(0, libc::getpid()) };
         }
     }
-    // Dispositions: drainit has every signal at its default (it reset the ignored
-    // ones), and so does this child (CLONE_VM without CLONE_SIGHAND copies the
-    // table); only those drainit was started with ignored need setting again.
+    // Dispositions: the child has drainit's (CLONE_VM without CLONE_SIGHAND
+    // copies the table), which are those drainit was started with, but for
+    // the ignored ones drainit reset (SIGCHLD): ignore them again.
     let ignore = KernelSigaction {
         handler: libc::SIG_IGN,
         ..KernelSigaction::default()
