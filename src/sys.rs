@@ -5,10 +5,13 @@
 //! (`clone(CLONE_VM | CLONE_VFORK)` and an `execvp` of our own). Everything
 //! here is a thin, documented wrapper; the decisions live elsewhere.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::UnsafeCell;
 use std::ffi::{CStr, CString, OsString, c_char, c_int, c_long, c_void};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::exit::Status;
@@ -313,122 +316,180 @@ pub fn holds_terminal_foreground() -> bool {
 /// How much the arena holds: what drainit allocates from its start to the
 /// app's exec (the command line parsed by clap, the config, the logger) fits
 /// with room to spare.
-const ARENA_BYTES: usize = 128 * 1024;
+const ARENA_BYTES: usize = 256 * 1024;
+/// Size classes: 16 B, 32 B, ... 64 KiB (powers of two).
+const CLASSES: usize = 13;
+const SMALLEST: usize = 16;
 
 /// A bump arena in `.bss` (its pages cost nothing until touched).
 #[repr(C, align(4096))]
-struct ArenaBytes(std::cell::UnsafeCell<[u8; ARENA_BYTES]>);
+struct ArenaBytes(UnsafeCell<[u8; ARENA_BYTES]>);
 
 // SAFETY: the bytes are only reached through `Arena`, which hands out each
-// range to one owner at a time (claims and releases are atomic).
+// range to one owner at a time (see its `GlobalAlloc` impl).
 unsafe impl Sync for ArenaBytes {}
 
-static ARENA: ArenaBytes = ArenaBytes(std::cell::UnsafeCell::new([0; ARENA_BYTES]));
-/// Offset of the first free byte in `ARENA`.
-static ARENA_NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static ARENA: ArenaBytes = ArenaBytes(UnsafeCell::new([0; ARENA_BYTES]));
 
-/// drainit's allocator: allocations are carved from a fixed arena, and the
-/// last one is given back (freed, grown or shrunk in place), so a start-up
-/// makes no `mmap`/`munmap` pair and costs a few instructions per allocation
-/// instead of musl's allocator's hundreds. What does not fit (or outlives
-/// the arena, in a long run) goes to the C library's `malloc`.
+/// The arena's state, behind `Arena::LOCK`.
+struct ArenaState {
+    /// Offset of the first never-used byte.
+    next: usize,
+    /// Per size class, the offset + 1 of the first free block (0: none); a
+    /// free block holds the next one's offset + 1 in its first 8 bytes.
+    free: [usize; CLASSES],
+}
+
+struct ArenaCell(UnsafeCell<ArenaState>);
+
+// SAFETY: only reached while holding `Arena::LOCK`.
+unsafe impl Sync for ArenaCell {}
+
+static STATE: ArenaCell = ArenaCell(UnsafeCell::new(ArenaState {
+    next: 0,
+    free: [0; CLASSES],
+}));
+
+/// drainit's allocator: blocks of 16 B to 64 KiB (rounded up to a power of
+/// two) are carved from a fixed arena in `.bss` and reused through a free
+/// list per size; bigger or over-aligned ones go to the C library's malloc,
+/// and so does everything once the arena is full. So the start-up makes no
+/// `mmap`/`munmap`/`brk` at all and costs a few instructions per allocation
+/// (musl's allocator: a hundred or more, and it unmaps what it frees).
 struct Arena;
 
 #[global_allocator]
 static ALLOCATOR: Arena = Arena;
 
+/// A spin lock for `STATE`: the critical sections are a few instructions
+/// long and never allocate, and drainit has no signal handler that could
+/// re-enter them.
+static ARENA_LOCK: AtomicBool = AtomicBool::new(false);
+
 impl Arena {
-    fn base() -> usize {
-        ARENA.0.get() as usize
+    fn with_state<T>(f: impl FnOnce(&mut ArenaState) -> T) -> T {
+        while ARENA_LOCK
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        // SAFETY: the lock is held: no other reference to the state exists.
+        let out = f(unsafe { &mut *STATE.0.get() });
+        ARENA_LOCK.store(false, Ordering::Release);
+        out
+    }
+
+    /// The size class for a layout, if the arena serves it.
+    fn class(layout: Layout) -> Option<usize> {
+        if layout.align() > SMALLEST {
+            return None;
+        }
+        let size = layout.size().max(SMALLEST).checked_next_power_of_two()?;
+        let class = usize::try_from(
+            size.trailing_zeros()
+                .checked_sub(SMALLEST.trailing_zeros())?,
+        )
+        .ok()?;
+        (class < CLASSES).then_some(class)
+    }
+
+    fn class_size(class: usize) -> usize {
+        SMALLEST << class
+    }
+
+    fn base() -> *mut u8 {
+        ARENA.0.get().cast::<u8>()
     }
 
     /// The offset of `ptr` in the arena, if it is in it.
     fn offset_of(ptr: *mut u8) -> Option<usize> {
-        let offset = (ptr as usize).checked_sub(Self::base())?;
+        let offset = (ptr as usize).checked_sub(Self::base() as usize)?;
         (offset < ARENA_BYTES).then_some(offset)
     }
 
-    /// Claims `size` bytes aligned to `align`; `None` if they do not fit.
-    fn claim(size: usize, align: usize) -> Option<*mut u8> {
-        use std::sync::atomic::Ordering;
-        // The base is 4096-aligned, so aligning the offset aligns the address.
-        if align > 4096 {
-            return None;
-        }
-        let mut next = ARENA_NEXT.load(Ordering::Acquire);
-        loop {
-            let start = next.checked_next_multiple_of(align)?;
-            let end = start.checked_add(size)?;
+    /// A block of `class`: a freed one, or a new one from the untouched end.
+    fn take(class: usize) -> Option<*mut u8> {
+        let size = Self::class_size(class);
+        Self::with_state(|state| {
+            let head = *state.free.get(class)?;
+            if let Some(offset) = head.checked_sub(1) {
+                let block = Self::base().wrapping_add(offset);
+                // SAFETY: a free block of this class, inside the arena, 16-aligned
+                // and at least 16 bytes long: its first 8 bytes hold the link.
+                let link = unsafe { block.cast::<usize>().read() };
+                *state.free.get_mut(class)? = link;
+                return Some(block);
+            }
+            let end = state.next.checked_add(size)?;
             if end > ARENA_BYTES {
                 return None;
             }
-            match ARENA_NEXT.compare_exchange_weak(next, end, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(ARENA.0.get().cast::<u8>().wrapping_add(start)),
-                Err(now) => next = now,
-            }
-        }
+            let block = Self::base().wrapping_add(state.next);
+            state.next = end;
+            Some(block)
+        })
     }
 
-    /// Moves the end of the last allocation, at `offset` with `old` bytes, to
-    /// `offset + new`; false if it is not the last one or does not fit.
-    fn resize_last(offset: usize, old: usize, new: usize) -> bool {
-        use std::sync::atomic::Ordering;
-        let (Some(end), Some(new_end)) = (offset.checked_add(old), offset.checked_add(new)) else {
-            return false;
-        };
-        new_end <= ARENA_BYTES
-            && ARENA_NEXT
-                .compare_exchange(end, new_end, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+    /// Gives a block of `class` at `offset` back.
+    fn give(offset: usize, class: usize) {
+        Self::with_state(|state| {
+            let Some(head) = state.free.get_mut(class) else {
+                return;
+            };
+            let block = Self::base().wrapping_add(offset);
+            // SAFETY: the block is the caller's, inside the arena, 16-aligned and
+            // at least 16 bytes long; from now on it only holds the link.
+            unsafe { block.cast::<usize>().write(*head) };
+            *head = offset.saturating_add(1);
+        });
     }
 }
 
-// SAFETY: `claim` hands out disjoint, suitably aligned ranges of the arena
-// (an atomic compare-and-swap moves its end), and a range goes back only when
-// it is the last one and its owner frees or resizes it; everything else is
-// the C library's malloc, used as `std::alloc::System` uses it.
-unsafe impl std::alloc::GlobalAlloc for Arena {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        match Self::claim(layout.size(), layout.align()) {
-            Some(ptr) => ptr,
-            // SAFETY: forwarded as the caller gave it.
-            None => unsafe { std::alloc::System.alloc(layout) },
+// SAFETY: each block is handed to one owner at a time (the lock guards the
+// free lists and the end of the arena); blocks are 16-aligned and at least
+// as large as the layout asks (its size rounded up to a power of two), and a
+// block freed with a smaller layout than it was allocated with (after a
+// shrinking realloc) goes back as the smaller class, which it still holds.
+// Everything else is the C library's malloc, used as `System` uses it.
+unsafe impl GlobalAlloc for Arena {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if let Some(block) = Self::class(layout).and_then(Self::take) {
+            return block;
         }
+        // SAFETY: forwarded as the caller gave it.
+        unsafe { System.alloc(layout) }
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         match Self::offset_of(ptr) {
             Some(offset) => {
-                // Only the last allocation goes back; any other stays claimed.
-                Self::resize_last(offset, layout.size(), 0);
+                // The arena only ever serves layouts with a class.
+                if let Some(class) = Self::class(layout) {
+                    Self::give(offset, class);
+                }
             }
             // SAFETY: not the arena's, so `System` allocated it with this layout.
-            None => unsafe { std::alloc::System.dealloc(ptr, layout) },
+            None => unsafe { System.dealloc(ptr, layout) },
         }
     }
 
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        let Some(offset) = Self::offset_of(ptr) else {
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        match Self::offset_of(ptr) {
+            Some(_) => {
+                if Self::class(layout).is_some_and(|c| new_size <= Self::class_size(c)) {
+                    return ptr; // it still fits its block
+                }
+            }
             // SAFETY: not the arena's, so `System` allocated it with this layout.
-            return unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
-        };
-        if new_size <= layout.size() {
-            // Shrunk in place; the tail goes back if it was the last one.
-            Self::resize_last(offset, layout.size(), new_size);
-            return ptr;
-        }
-        if Self::resize_last(offset, layout.size(), new_size) {
-            // The last one, grown in place.
-            return ptr;
+            None => return unsafe { System.realloc(ptr, layout, new_size) },
         }
         // SAFETY: the caller guarantees `new_size` with this alignment is a valid layout.
-        let new_layout =
-            unsafe { std::alloc::Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // SAFETY: a fresh allocation of a valid layout.
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
-            // SAFETY: both ranges are live, distinct allocations at least
-            // `layout.size()` long.
+            // SAFETY: both are live, distinct allocations at least `layout.size()` long.
             unsafe {
                 std::ptr::copy_nonoverlapping(ptr, new, layout.size());
                 self.dealloc(ptr, layout);
@@ -860,4 +921,87 @@ pub fn stop_self() {
 pub fn give_terminal(pgid: i32) -> io::Result<()> {
     // SAFETY: tcsetpgrp takes integers; SIGTTOU is blocked in drainit.
     check(unsafe { libc::tcsetpgrp(0, pgid) } as c_long).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_round_up_to_powers_of_two() {
+        let class = |size, align| Arena::class(Layout::from_size_align(size, align).unwrap());
+        assert_eq!(class(0, 1), Some(0));
+        assert_eq!(class(16, 8), Some(0));
+        assert_eq!(class(17, 8), Some(1));
+        assert_eq!(class(640, 8), Some(6)); // 1024
+        assert_eq!(class(64 * 1024, 16), Some(CLASSES - 1));
+        assert_eq!(class(64 * 1024 + 1, 16), None);
+        assert_eq!(class(8, 32), None); // over-aligned: malloc's
+        assert_eq!(Arena::class_size(6), 1024);
+    }
+
+    #[test]
+    fn the_allocator_keeps_every_byte_across_threads_sizes_and_reallocs() {
+        // Through the GlobalAlloc interface, from several threads at once: each
+        // block gets a pattern, grows or shrinks, and must keep it.
+        let workers: Vec<_> = (0..4u8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut live: Vec<(*mut u8, Layout, u8)> = Vec::new();
+                    let mut from_arena = 0;
+                    for i in 0..2000usize {
+                        let size = [1, 15, 16, 17, 100, 640, 3000, 20_000, 70_000][i % 9];
+                        let align = [1, 8, 16][i % 3];
+                        let layout = Layout::from_size_align(size, align).unwrap();
+                        // SAFETY: a valid, non-zero layout.
+                        let p = unsafe { ALLOCATOR.alloc(layout) };
+                        assert!(!p.is_null());
+                        assert_eq!(p as usize % align, 0);
+                        from_arena += usize::from(Arena::offset_of(p).is_some());
+                        let mark = t.wrapping_mul(31).wrapping_add(i as u8);
+                        // SAFETY: `p` is a fresh block of `size` bytes.
+                        unsafe { std::ptr::write_bytes(p, mark, size) };
+                        live.push((p, layout, mark));
+                        if i % 3 == 0 {
+                            let (p, layout, mark) = live.swap_remove(i % live.len());
+                            let new_size = if i % 2 == 0 {
+                                layout.size() * 2
+                            } else {
+                                layout.size() / 2 + 1
+                            };
+                            // SAFETY: `p` was allocated with `layout`; new_size > 0.
+                            let q = unsafe { ALLOCATOR.realloc(p, layout, new_size) };
+                            assert!(!q.is_null());
+                            let kept = layout.size().min(new_size);
+                            // SAFETY: `q` holds at least `kept` initialised bytes.
+                            let bytes = unsafe { std::slice::from_raw_parts(q, kept) };
+                            assert!(bytes.iter().all(|b| *b == mark), "realloc lost bytes");
+                            // SAFETY: `q` is `new_size` bytes long.
+                            unsafe { std::ptr::write_bytes(q, mark, new_size) };
+                            let layout = Layout::from_size_align(new_size, layout.align()).unwrap();
+                            live.push((q, layout, mark));
+                        }
+                        if i % 5 == 0 && live.len() > 8 {
+                            let (p, layout, mark) = live.remove(0);
+                            // SAFETY: `p` holds `layout.size()` bytes written above.
+                            let bytes = unsafe { std::slice::from_raw_parts(p, layout.size()) };
+                            assert!(bytes.iter().all(|b| *b == mark), "a block was overwritten");
+                            // SAFETY: allocated with this layout.
+                            unsafe { ALLOCATOR.dealloc(p, layout) };
+                        }
+                    }
+                    for (p, layout, mark) in live {
+                        // SAFETY: as above.
+                        let bytes = unsafe { std::slice::from_raw_parts(p, layout.size()) };
+                        assert!(bytes.iter().all(|b| *b == mark), "a block was overwritten");
+                        // SAFETY: allocated with this layout.
+                        unsafe { ALLOCATOR.dealloc(p, layout) };
+                    }
+                    from_arena
+                })
+            })
+            .collect();
+        let from_arena: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert!(from_arena > 1000, "the arena served {from_arena} blocks");
+    }
 }
