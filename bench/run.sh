@@ -6,7 +6,7 @@
 #
 # Prints a markdown report to stdout and writes the same to bench/RESULTS.md.
 # Installs the peers and hyperfine through scripts/deps.sh; needs gcc and python3.
-# Takes about a minute and a half; the method is written out at the end of the
+# Takes about two minutes; the method is written out at the end of the
 # report. Knobs (environment): SPAWN_ROUNDS SPAWN_RUNS IDLE_SECS STORM_N
 # STORM_ROUNDS SIG_SAMPLES, and BENCH_AUTOGROUP=0|1 to run with the kernel's
 # autogroup scheduling off or on (restored afterwards); BENCH_KEEP=1 keeps the
@@ -26,7 +26,7 @@ SPAWN_RUNS=${SPAWN_RUNS:-300}     # runs per command per round
 IDLE_SECS=${IDLE_SECS:-10}
 STORM_N=${STORM_N:-2000}
 STORM_ROUNDS=${STORM_ROUNDS:-20}   # per init, interleaved across inits
-SIG_SAMPLES=${SIG_SAMPLES:-1000}   # per init, interleaved across inits
+SIG_SAMPLES=${SIG_SAMPLES:-3000}   # per init and setting, all interleaved (the p99 is the 30th worst)
 BENCH_AUTOGROUP=${BENCH_AUTOGROUP:-}  # 0 or 1: set kernel.sched_autogroup_enabled for the run, restored after
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
