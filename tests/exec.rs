@@ -90,11 +90,14 @@ fn a_script_without_shebang_runs_with_bin_sh_like_any_app() {
             .spawn();
         let app = r.ready(&ready);
         let drainit = r.pid();
-        // The script wrote `ready` just before it exec'd `sleep`: wait for that.
+        // The script wrote `ready` just before it exec'd `sleep`: wait until
+        // `sleep` sleeps (its start-up opens locale files of its own).
+        let asleep = || {
+            let wchan = std::fs::read_to_string(format!("/proc/{app}/wchan")).ok()?;
+            (comm(app).as_deref() == Some("sleep") && wchan.contains("nanosleep")).then_some(())
+        };
         assert!(
-            wait_until(secs(10.0), || (comm(app).as_deref() == Some("sleep"))
-                .then_some(()))
-            .is_some(),
+            wait_until(secs(10.0), asleep).is_some(),
             "{mode:?}: the script never exec'd sleep"
         );
         // Its own process group, as for any app.

@@ -48,6 +48,12 @@ fn syscalls_before_the_app(log: &str, bin: &str) -> Vec<String> {
     panic!("the app's exec is not in the log:\n{log}");
 }
 
+/// Whether the binary names an ELF interpreter (a dynamic loader) near its start.
+fn dynamically_linked(bin: &std::path::Path) -> bool {
+    let head: Vec<u8> = std::fs::read(bin).unwrap().into_iter().take(4096).collect();
+    head.windows(4).any(|w| w == b"/ld-")
+}
+
 #[test]
 fn drainit_reaches_the_apps_exec_in_few_syscalls_and_no_heap_churn() {
     if !can_run(Mode::Pid1) {
@@ -79,7 +85,13 @@ fn drainit_reaches_the_apps_exec_in_few_syscalls_and_no_heap_churn() {
             .unwrap();
         assert!(status.success(), "{mode:?}: {status}");
         let log = std::fs::read_to_string(&log).unwrap();
-        let calls = syscalls_before_the_app(&log, bin_str);
+        let mut calls = syscalls_before_the_app(&log, bin_str);
+        if dynamically_linked(&bin) {
+            // cargo's own test build: the dynamic loader's work before main is
+            // not drainit's; count from drainit's first call (blocking signals).
+            let first = calls.iter().position(|c| c == "rt_sigprocmask").unwrap();
+            calls.drain(..first);
+        }
         eprintln!(
             "{mode:?}: {} syscalls before the app's exec: {calls:?}",
             calls.len()
