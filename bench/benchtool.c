@@ -48,7 +48,8 @@
  *       order, idles 0.5-1.5 ms (so the init is asleep, as in real life), reads
  *       CLOCK_MONOTONIC, kill(PID, SIGUSR1) the init, and waits (1 s at most)
  *       for the app's receive time on FIFO. Latency = receive - send. Writes
- *       one line per init: "median_us p99_us max_us samples lost".
+ *       one line per init: "median_us p99_us max_us samples lost", and to
+ *       OUTFILE.raw one line per init with every sample in µs.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -434,6 +435,17 @@ static int cmd_sigsend(int samples, const char *outfile, int ninit, char **argv)
 	FILE *out = fopen(outfile, "w");
 	if (!out)
 		die("open outfile");
+	char rawname[4096];
+	snprintf(rawname, sizeof rawname, "%s.raw", outfile);
+	FILE *raw = fopen(rawname, "w");
+	if (!raw)
+		die("open outfile.raw");
+	for (int i = 0; i < ninit; i++) {
+		for (int k = 0; k < got[i]; k++)
+			fprintf(raw, "%s%.1f", k ? " " : "", lat[i][k] / 1e3);
+		fprintf(raw, "\n");
+	}
+	fclose(raw);
 	for (int i = 0; i < ninit; i++) {
 		int m = got[i];
 		if (m == 0) {

@@ -6,7 +6,7 @@
 #
 # Prints a markdown report to stdout and writes the same to bench/RESULTS.md.
 # Installs the peers and hyperfine through scripts/deps.sh; needs gcc and python3.
-# Takes about a minute and a half; the method is written out at the end of the
+# Takes about two minutes; the method is written out at the end of the
 # report. Knobs (environment): SPAWN_ROUNDS SPAWN_RUNS IDLE_SECS STORM_N
 # STORM_ROUNDS SIG_SAMPLES, and BENCH_AUTOGROUP=0|1 to run with the kernel's
 # autogroup scheduling off or on (restored afterwards); BENCH_KEEP=1 keeps the
@@ -26,7 +26,7 @@ SPAWN_RUNS=${SPAWN_RUNS:-300}     # runs per command per round
 IDLE_SECS=${IDLE_SECS:-10}
 STORM_N=${STORM_N:-2000}
 STORM_ROUNDS=${STORM_ROUNDS:-20}   # per init, interleaved across inits
-SIG_SAMPLES=${SIG_SAMPLES:-1000}   # per init, interleaved across inits
+SIG_SAMPLES=${SIG_SAMPLES:-3000}   # per init and setting, all interleaved (the p99 is the 30th worst)
 BENCH_AUTOGROUP=${BENCH_AUTOGROUP:-}  # 0 or 1: set kernel.sched_autogroup_enabled for the run, restored after
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -40,11 +40,13 @@ done
 
 WORK=$(mktemp -d /tmp/drainit-bench.XXXXXX)
 STARTED=()   # pids this script started in the background (unshare, stopper)
+CGROUPS=()   # cgroups this script made (signal latency), removed at the end
 AG=/proc/sys/kernel/sched_autogroup_enabled
 AG_WAS=
 cleanup() {
   local p
   for p in "${STARTED[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${CGROUPS[@]}"; do rmdir "$p" 2>/dev/null || true; done
   [ -z "$AG_WAS" ] || echo "$AG_WAS" >"$AG"
   if [ -n "${BENCH_KEEP:-}" ]; then log "raw files kept in $WORK"; else rm -rf "$WORK"; fi
 }
@@ -108,10 +110,17 @@ wait_or_kill() { # pid seconds
   kill -9 "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true
 }
 # Starts "INIT args -- APP..." as PID 1 of a new pid namespace; sets U (unshare pid) and H (init host pid).
+# With CG set to a cgroup directory, the whole namespace starts in that cgroup.
 start_pid1() { # name app...
   local n=$1; shift
-  # shellcheck disable=SC2086  # the args are words on purpose
-  unshare --pid --fork --mount-proc --kill-child "${PATH_OF[$n]}" ${PID1_ARGS[$n]} "$@" &
+  if [ -n "${CG:-}" ]; then
+    # shellcheck disable=SC2086,SC2016  # the args are words on purpose; $0/$$ are sh's
+    sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" \
+      unshare --pid --fork --mount-proc --kill-child "${PATH_OF[$n]}" ${PID1_ARGS[$n]} "$@" &
+  else
+    # shellcheck disable=SC2086  # the args are words on purpose
+    unshare --pid --fork --mount-proc --kill-child "${PATH_OF[$n]}" ${PID1_ARGS[$n]} "$@" &
+  fi
   U=$!
   STARTED+=("$U")
   H=$(host_pid "$U" "${PATH_OF[$n]}") || { echo "error: $n did not start" >&2; exit 1; }
@@ -164,28 +173,60 @@ for n in "${NAMES[@]}"; do kill -TERM "${IH[$n]}"; done
 for n in "${NAMES[@]}"; do wait_or_kill "${IU[$n]}" 10; done
 
 # ---------------------------------------------------------------- 3. signal-forward latency
-log "signal latency: $SIG_SAMPLES SIGUSR1 per init, the four interleaved in random order"
+# Each init runs twice at once, with one sender visiting all of them in a fresh
+# random order each round: in a cpu cgroup of its own, as a container runtime
+# places it, and in the bench's own cgroup. The difference matters because of
+# sched_autogroup: on the host (the root cpu cgroup) every session gets a
+# scheduling group of its own, so an init that starts its app in a new session
+# (dumb-init) gets it woken sooner; inside a cgroup autogroup does not apply.
+cpu_cgroup_base() {
+  if [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then echo /sys/fs/cgroup/cpu            # cgroup v1
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then echo /sys/fs/cgroup  # v2
+  fi
+}
+CG_BASE=$(cpu_cgroup_base)
+SIG_SETS=(root)
+if [ -n "$CG_BASE" ]; then SIG_SETS=(cgroup root); else log "warning: no cpu cgroup to start the inits in: signal latency in the bench's own cgroup only"; fi
+log "signal latency: $SIG_SAMPLES SIGUSR1 per init and setting (${SIG_SETS[*]}), all interleaved in random order"
 sigargs=()
 declare -A SU SH
-for n in "${NAMES[@]}"; do
-  mkfifo "$WORK/sig_$n.fifo"
-  start_pid1 "$n" "$T" sigapp "$WORK/sig_$n.fifo"; SU[$n]=$U; SH[$n]=$H
-  sigargs+=("$WORK/sig_$n.fifo" "$H")
+SIG_KEYS=()
+for set in "${SIG_SETS[@]}"; do
+  for n in "${NAMES[@]}"; do
+    k="$n@$set"
+    SIG_KEYS+=("$k")
+    CG=
+    if [ "$set" = cgroup ]; then
+      CG="$CG_BASE/drainit-bench-$$-$n"
+      mkdir "$CG"
+      CGROUPS+=("$CG")
+    fi
+    mkfifo "$WORK/sig_$k.fifo"
+    start_pid1 "$n" "$T" sigapp "$WORK/sig_$k.fifo"; SU[$k]=$U; SH[$k]=$H
+    sigargs+=("$WORK/sig_$k.fifo" "$H")
+  done
 done
+CG=
 "$T" sigsend "$SIG_SAMPLES" "$WORK/sig.txt" "${sigargs[@]}"
 # Does the init put its app in a session of its own? With sched_autogroup that also
 # means a scheduling group of its own, which changes wake-up latency.
 # shellcheck disable=SC2086  # split the fields after "(comm) " on purpose
 sid_of() { local s; s=$(<"/proc/$1/stat"); s=${s##*) }; set -- $s; echo "$4"; }
-for n in "${NAMES[@]}"; do
-  app=$("$T" children "${SH[$n]}" | head -1)
+for k in "${SIG_KEYS[@]}"; do
+  app=$("$T" children "${SH[$k]}" | head -1)
   own=n/a
-  [ -n "$app" ] && { [ "$(sid_of "$app")" = "$(sid_of "${SH[$n]}")" ] && own=no || own=yes; }
+  [ -n "$app" ] && { [ "$(sid_of "$app")" = "$(sid_of "${SH[$k]}")" ] && own=no || own=yes; }
   echo "$own"
 done >"$WORK/sig_session.txt"
-for n in "${NAMES[@]}"; do kill -TERM "${SH[$n]}"; done
-for n in "${NAMES[@]}"; do wait_or_kill "${SU[$n]}" 10; done
-paste <(printf '%s\n' "${NAMES[@]}") "$WORK/sig.txt" "$WORK/sig_session.txt" >"$WORK/sig.tsv"
+for k in "${SIG_KEYS[@]}"; do kill -TERM "${SH[$k]}"; done
+for k in "${SIG_KEYS[@]}"; do wait_or_kill "${SU[$k]}" 10; done
+for cg in "${CGROUPS[@]}"; do # empty once the namespace is torn down
+  for i in $(seq 100); do rmdir "$cg" 2>/dev/null && break; sleep 0.02; done
+done
+CGROUPS=()
+# name, setting, median, p99, max, samples, lost, own session; sig.txt.raw has every sample
+paste <(printf '%s\n' "${SIG_KEYS[@]}" | tr '@' '\t') "$WORK/sig.txt" "$WORK/sig_session.txt" >"$WORK/sig.tsv"
+cp "$WORK/sig.txt.raw" "$WORK/sig_raw.txt"
 
 # ---------------------------------------------------------------- 4. orphan storm
 log "orphan storm: $STORM_N orphans, $STORM_ROUNDS rounds per init, inits interleaved (order rotated per round)"

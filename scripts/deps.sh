@@ -6,7 +6,7 @@ case "${1:-}" in
   # A C toolchain links the host's build scripts and proc macros (clap's
   # derive); `file` checks that the release binary is static.
   build) need=(file gcc libc6-dev) ;;
-  test)  need=(util-linux python3 procps) ;;
+  test)  need=(util-linux python3 procps strace) ;;
   e2e)   need=(podman runc catatonit busybox-static) ;;   # catatonit: the pause image of podman kube play
   docker) need=(docker.io busybox-static) ;;
   bench) need=(tini dumb-init catatonit hyperfine) ;;

@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 
 use crate::exit;
 
@@ -14,6 +15,9 @@ pub enum Error {
     Spawn {
         command: OsString,
         source: io::Error,
+        /// The command exists but what runs it does not (`#!` interpreter,
+        /// dynamic loader, or `/bin/sh` for a script without `#!`).
+        missing: Option<crate::spawn::Interpreter>,
     },
     /// Setting up drainit itself failed before the app was started.
     Setup {
@@ -35,7 +39,13 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(text) => f.write_str(text),
-            Error::Spawn { command, source } => {
+            Error::Spawn {
+                missing: Some(interpreter),
+                ..
+            } => write!(f, "{interpreter}"),
+            Error::Spawn {
+                command, source, ..
+            } => {
                 let what = match exit::for_spawn_error(source) {
                     exit::NOT_FOUND => "command not found",
                     exit::NOT_EXECUTABLE => "command cannot be executed",
@@ -48,7 +58,7 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "{what}: {}: {}",
-                    command.to_string_lossy(),
+                    crate::text::Escaped(command.as_bytes()),
                     strip_os_error(&reason)
                 )
             }
@@ -78,6 +88,7 @@ mod tests {
         let nf = Error::Spawn {
             command: "nope".into(),
             source: io::Error::from_raw_os_error(libc::ENOENT),
+            missing: None,
         };
         assert_eq!(nf.exit_code(), 127);
         assert_eq!(
@@ -87,6 +98,7 @@ mod tests {
         let ne = Error::Spawn {
             command: "/etc".into(),
             source: io::Error::from_raw_os_error(libc::EACCES),
+            missing: None,
         };
         assert_eq!(ne.exit_code(), 126);
         assert!(

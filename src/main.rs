@@ -45,7 +45,6 @@ mod signals;
 mod spawn;
 mod supervisor;
 #[allow(unsafe_code)]
-#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)] // TODO(merge): remove
 mod sys;
 mod text;
 mod time;

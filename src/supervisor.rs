@@ -162,6 +162,7 @@ impl Supervisor<'_> {
                     debug!("reaped pid {pid} ({})", describe(status));
                 }
             }
+            self.app.job_control(&received, self.app_alive);
             let now = self.now();
             for event in events.drain(..) {
                 if let Some(code) = self.feed(event, now) {

@@ -1,20 +1,22 @@
 //! The only module allowed `unsafe` and raw libc: argv decoding, the signal
 //! mask (raw `rt_sigprocmask`, which musl's wrapper would not let
 //! touch signals 32–34), dispositions, signalfd, poll, `waitpid`, `kill`,
-//! the subreaper flag and the terminal hand-off. Everything here is a thin,
-//! documented wrapper; the decisions live elsewhere.
+//! the subreaper flag, the terminal hand-off, and starting the app
+//! (`clone(CLONE_VM | CLONE_VFORK)` and an `execvp` of our own). Everything
+//! here is a thin, documented wrapper; the decisions live elsewhere.
 
-use std::ffi::{CStr, CString, OsString, c_int, c_long};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::UnsafeCell;
+use std::ffi::{CStr, CString, OsString, c_char, c_int, c_long, c_void};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::exit::Status;
-use crate::signals::{self, SigSet};
+use crate::signals::{SigSet, Signal};
 
 /// The size of the kernel's signal set, which the raw syscalls take.
 const KERNEL_SIGSET_BYTES: usize = 8;
@@ -72,7 +74,7 @@ fn sigprocmask(how: c_int, set: Option<SigSet>) -> io::Result<SigSet> {
 /// Blocks SIGPIPE, so that a write to a pipe whose reader has gone fails
 /// with EPIPE instead of killing drainit (whatever mask the mode runs with).
 pub fn block_sigpipe() -> io::Result<()> {
-    let pipe = SigSet::EMPTY.with(signals::Signal::PIPE);
+    let pipe = SigSet::EMPTY.with(Signal::PIPE);
     sigprocmask(libc::SIG_BLOCK, Some(pipe)).map(|_| ())
 }
 
@@ -109,23 +111,30 @@ fn sigaction(signal: i32, new: Option<&KernelSigaction>) -> io::Result<KernelSig
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inherited {
     pub mask: SigSet,
+    /// The ignored signals drainit reset to their default, which the app must
+    /// get back as ignored: SIGCHLD, if it was. (Every other disposition is left
+    /// as it was, so the app inherits it as it is.)
     pub ignored: SigSet,
 }
 
 /// Blocks every catchable signal (so none is lost, not even as PID 1, and none
-/// stops or kills drainit), then resets every ignored one to its default so it
-/// reaches the signalfd (SIGCHLD above all: ignored, it would make the kernel
-/// reap children and lose their exit codes). Returns what was there before.
+/// stops or kills drainit), and resets SIGCHLD to its default: ignored (or
+/// with SA_NOCLDWAIT), it would make the kernel reap children and lose their
+/// exit codes. Returns what was there before. Two syscalls.
+///
+/// The other ignored signals need no change: the kernel never discards a
+/// blocked signal as ignored (it may be unblocked later), so drainit's
+/// signalfd reads them all the same, and leaving them as they are is what
+/// hands them on to the app.
 pub fn take_over_signals() -> io::Result<Inherited> {
     let mask = sigprocmask(libc::SIG_BLOCK, Some(SigSet::catchable()))?;
-    let mut ignored = SigSet::EMPTY;
-    for signal in SigSet::catchable().iter() {
-        let old = sigaction(signal.number(), None)?;
-        if old.handler == libc::SIG_IGN {
-            ignored = ignored.with(signal);
-            sigaction(signal.number(), Some(&KernelSigaction::default()))?;
-        }
-    }
+    let chld = Signal::CHLD;
+    let old = sigaction(chld.number(), Some(&KernelSigaction::default()))?;
+    let ignored = if old.handler == libc::SIG_IGN {
+        SigSet::EMPTY.with(chld)
+    } else {
+        SigSet::EMPTY
+    };
     Ok(Inherited { mask, ignored })
 }
 
@@ -135,11 +144,14 @@ pub fn take_over_signals() -> io::Result<Inherited> {
 /// stays blocked: a write to a closed pipe fails with EPIPE, and the mode
 /// exits with its documented code instead of being killed.
 pub fn restore(inherited: Inherited) {
-    let mask = match signals::Signal::new(libc::SIGPIPE) {
-        Some(pipe) => inherited.mask.with(pipe),
-        None => inherited.mask,
+    let ignore = KernelSigaction {
+        handler: libc::SIG_IGN,
+        ..KernelSigaction::default()
     };
-    child_setup(Inherited { mask, ..inherited }, false);
+    for signal in inherited.ignored.iter().filter(|s| s.catchable()) {
+        let _ = sigaction(signal.number(), Some(&ignore));
+    }
+    let _ = sigprocmask(libc::SIG_SETMASK, Some(inherited.mask.with(Signal::PIPE)));
 }
 
 /// One signal read from the signalfd.
@@ -149,15 +161,33 @@ pub struct Received {
     /// The sender's pid as seen from drainit's namespace (0 for the kernel or
     /// a sender outside it).
     pub sender: u32,
+    /// Raised by the kernel (a terminal's Ctrl-C or Ctrl-Z, a background read),
+    /// not sent by a process.
+    pub from_kernel: bool,
 }
 
-/// A non-blocking, close-on-exec signalfd for the given set.
-pub struct SignalFd(OwnedFd);
+/// A close-on-exec signalfd for the given set, read the cheapest way: with
+/// nothing due, the read itself is the wait (one syscall per wake, as for
+/// catatonit); with a deadline, `poll` bounds it.
+pub struct SignalFd {
+    fd: OwnedFd,
+    /// What the next `read_all` may do, as the last `wait` found it.
+    next: std::cell::Cell<NextRead>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NextRead {
+    /// No deadline: block until a signal comes.
+    Block,
+    /// `poll` said a signal is pending.
+    Ready,
+    /// The deadline came first: nothing to read.
+    Nothing,
+}
 
 impl SignalFd {
     pub fn new(set: SigSet) -> io::Result<SignalFd> {
         let mask = set.0;
-        let flags = libc::SFD_CLOEXEC | libc::SFD_NONBLOCK;
         // SAFETY: `mask` is an 8-byte kernel sigset that outlives the call.
         let fd = check(unsafe {
             libc::syscall(
@@ -165,59 +195,93 @@ impl SignalFd {
                 -1,
                 &mask as *const u64,
                 KERNEL_SIGSET_BYTES,
-                flags,
+                libc::SFD_CLOEXEC,
             )
         })?;
         // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as c_int) };
-        Ok(SignalFd(above_stdio(fd)?))
+        Ok(SignalFd {
+            fd: above_stdio(fd)?,
+            next: std::cell::Cell::new(NextRead::Nothing),
+        })
     }
 
-    /// Appends every pending signal to `out`; returns when none is left.
+    /// Appends the pending signals to `out`, after `wait`: blocks for the
+    /// first one if `wait` had no timeout, and never blocks otherwise.
     pub fn read_all(&self, out: &mut Vec<Received>) -> io::Result<()> {
         const N: usize = 16;
-        // SAFETY: signalfd_siginfo is plain old data; all-zero is a valid value.
-        let mut buf: [libc::signalfd_siginfo; N] = unsafe { std::mem::zeroed() };
+        let mode = self.next.replace(NextRead::Nothing);
+        if mode == NextRead::Nothing {
+            return Ok(());
+        }
+        // Not zeroed: this runs on every wake, and the kernel fills what it returns.
+        let mut buf = [const { std::mem::MaybeUninit::<libc::signalfd_siginfo>::uninit() }; N];
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        let room = std::mem::size_of_val(&buf);
         loop {
-            // SAFETY: `buf` is writable for N * size bytes and outlives the call.
-            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), N * size) };
+            // SAFETY: `buf` is writable for `room` bytes and outlives the call.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), room) };
             if n < 0 {
                 let err = io::Error::last_os_error();
                 return match err.kind() {
-                    io::ErrorKind::WouldBlock => Ok(()),
                     io::ErrorKind::Interrupted => continue,
                     _ => Err(err),
                 };
             }
-            let count = n as usize / size;
-            out.extend(buf.iter().take(count).map(|i| Received {
-                signal: i.ssi_signo as i32,
-                sender: i.ssi_pid,
+            // A signalfd returns whole records only.
+            let count = usize::try_from(n)
+                .unwrap_or(0)
+                .checked_div(size)
+                .unwrap_or(0);
+            out.extend(buf.iter().take(count).map(|i| {
+                // SAFETY: the kernel wrote the first `count` records in full.
+                let i = unsafe { i.assume_init_ref() };
+                if i.ssi_signo == libc::SIGCHLD as u32 {
+                    CHILD_CHANGED.store(true, Ordering::Release);
+                }
+                Received {
+                    signal: i.ssi_signo as i32,
+                    sender: i.ssi_pid,
+                    from_kernel: i.ssi_code == libc::SI_KERNEL,
+                }
             }));
-            if count < N {
+            // A full buffer: read on only if more is pending (a read would block).
+            if count < N || !self.readable(Some(Duration::ZERO))? {
                 return Ok(());
             }
         }
     }
 
-    /// Sleeps until a signal is pending or `timeout` passes (`None`: no timeout).
+    /// Waits until a signal is pending or `timeout` passes (`None`: no
+    /// timeout, and then the wait is `read_all`'s read).
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let next = match timeout {
+            None => NextRead::Block,
+            Some(_) if self.readable(timeout)? => NextRead::Ready,
+            Some(_) => NextRead::Nothing,
+        };
+        self.next.set(next);
+        Ok(())
+    }
+
+    /// `poll` for a pending signal, at most `timeout`; false on EINTR.
+    fn readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let ms = timeout.map_or(-1, |t| {
             // Round up, so that a wake-up is never early and never spins.
             let ms = t.as_nanos().div_ceil(1_000_000);
             c_int::try_from(ms).unwrap_or(c_int::MAX)
         });
         let mut pfd = libc::pollfd {
-            fd: self.0.as_raw_fd(),
+            fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
         // SAFETY: one valid pollfd, living on this stack frame, for the call.
         let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
         match check(ret as c_long) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            other => other.map(|_| ()),
+            Ok(n) => Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
@@ -234,10 +298,20 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new as c_int) })
 }
 
-/// Reaps one exited child, if any: `waitpid(-1, WNOHANG)`. Stopped and
+/// Whether a child may have changed state since `reap_one` last found none:
+/// set when the signalfd yields a SIGCHLD (every exit of a child, orphans
+/// included, raises one after the fact), so that a wake for any other signal
+/// costs no `waitpid`. True at start: nothing has been looked at yet.
+static CHILD_CHANGED: AtomicBool = AtomicBool::new(true);
+
+/// Reaps one exited child, if any: `waitpid(-1, WNOHANG)`, skipped when no
+/// SIGCHLD was read since the last call that found none. Stopped and
 /// continued children are not reported, so a stopped app is never taken for
 /// an exited one.
 pub fn reap_one() -> Option<(i32, Status)> {
+    if !CHILD_CHANGED.load(Ordering::Acquire) {
+        return None;
+    }
     loop {
         let mut status: c_int = 0;
         // SAFETY: `status` is a valid, writable int for the call.
@@ -246,6 +320,8 @@ pub fn reap_one() -> Option<(i32, Status)> {
             continue;
         }
         if pid <= 0 {
+            // Nothing left: a child that exits from now on raises a new SIGCHLD.
+            CHILD_CHANGED.store(false, Ordering::Release);
             return None;
         }
         if libc::WIFEXITED(status) {
@@ -271,7 +347,7 @@ pub enum Target {
 pub fn send(target: Target, signal: i32) -> io::Result<bool> {
     let pid = match target {
         Target::Pid(p) if p > 0 => p,
-        Target::Group(g) if g > 1 => -g,
+        Target::Group(g) if g > 1 => g.wrapping_neg(),
         Target::All => -1,
         _ => return Ok(false),
     };
@@ -345,43 +421,700 @@ pub fn holds_terminal_foreground() -> bool {
     unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
 }
 
-/// Makes the child, between fork and exec, start exactly as drainit was
-/// started: the inherited signal mask and ignored signals, and, when asked,
-/// the terminal's foreground.
-pub fn prepare_child(command: &mut Command, inherited: Inherited, take_terminal: bool) {
-    let closure = move || {
-        child_setup(inherited, take_terminal);
-        Ok(())
-    };
-    // SAFETY: `child_setup` runs in the forked child before exec and only makes
-    // async-signal-safe syscalls (rt_sigprocmask, rt_sigaction, tcsetpgrp,
-    // getpid); it allocates nothing, takes no lock and does not log.
-    unsafe {
-        command.pre_exec(closure);
+// ---------------------------------------------------------------- the allocator
+
+/// How much the arena holds: what drainit allocates from its start to the
+/// app's exec (the command line parsed by clap, the config, the logger) fits
+/// with room to spare.
+const ARENA_BYTES: usize = 256 * 1024;
+/// Size classes: 16 B, 32 B, ... 64 KiB (powers of two).
+const CLASSES: usize = 13;
+const SMALLEST: usize = 16;
+
+/// A bump arena in `.bss` (its pages cost nothing until touched).
+#[repr(C, align(4096))]
+struct ArenaBytes(UnsafeCell<[u8; ARENA_BYTES]>);
+
+// SAFETY: the bytes are only reached through `Arena`, which hands out each
+// range to one owner at a time (see its `GlobalAlloc` impl).
+unsafe impl Sync for ArenaBytes {}
+
+static ARENA: ArenaBytes = ArenaBytes(UnsafeCell::new([0; ARENA_BYTES]));
+
+/// The arena's state, behind `Arena::LOCK`.
+struct ArenaState {
+    /// Offset of the first never-used byte.
+    next: usize,
+    /// Per size class, the offset + 1 of the first free block (0: none); a
+    /// free block holds the next one's offset + 1 in its first 8 bytes.
+    free: [usize; CLASSES],
+}
+
+struct ArenaCell(UnsafeCell<ArenaState>);
+
+// SAFETY: only reached while holding `Arena::LOCK`.
+unsafe impl Sync for ArenaCell {}
+
+static STATE: ArenaCell = ArenaCell(UnsafeCell::new(ArenaState {
+    next: 0,
+    free: [0; CLASSES],
+}));
+
+/// drainit's allocator: blocks of 16 B to 64 KiB (rounded up to a power of
+/// two) are carved from a fixed arena in `.bss` and reused through a free
+/// list per size; bigger or over-aligned ones go to the C library's malloc,
+/// and so does everything once the arena is full. So the start-up makes no
+/// `mmap`/`munmap`/`brk` at all and costs a few instructions per allocation
+/// (musl's allocator: a hundred or more, and it unmaps what it frees).
+struct Arena;
+
+#[global_allocator]
+static ALLOCATOR: Arena = Arena;
+
+/// A spin lock for `STATE`: the critical sections are a few instructions
+/// long and never allocate, and drainit has no signal handler that could
+/// re-enter them.
+static ARENA_LOCK: AtomicBool = AtomicBool::new(false);
+
+impl Arena {
+    fn with_state<T>(f: impl FnOnce(&mut ArenaState) -> T) -> T {
+        while ARENA_LOCK
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        // SAFETY: the lock is held: no other reference to the state exists.
+        let out = f(unsafe { &mut *STATE.0.get() });
+        ARENA_LOCK.store(false, Ordering::Release);
+        out
+    }
+
+    /// The size class for a layout, if the arena serves it.
+    fn class(layout: Layout) -> Option<usize> {
+        if layout.align() > SMALLEST {
+            return None;
+        }
+        let size = layout.size().max(SMALLEST).checked_next_power_of_two()?;
+        let class = usize::try_from(
+            size.trailing_zeros()
+                .checked_sub(SMALLEST.trailing_zeros())?,
+        )
+        .ok()?;
+        (class < CLASSES).then_some(class)
+    }
+
+    fn class_size(class: usize) -> usize {
+        SMALLEST << class
+    }
+
+    fn base() -> *mut u8 {
+        ARENA.0.get().cast::<u8>()
+    }
+
+    /// The offset of `ptr` in the arena, if it is in it.
+    fn offset_of(ptr: *mut u8) -> Option<usize> {
+        let offset = (ptr as usize).checked_sub(Self::base() as usize)?;
+        (offset < ARENA_BYTES).then_some(offset)
+    }
+
+    /// A block of `class`: a freed one, or a new one from the untouched end.
+    fn take(class: usize) -> Option<*mut u8> {
+        let size = Self::class_size(class);
+        Self::with_state(|state| {
+            let head = *state.free.get(class)?;
+            if let Some(offset) = head.checked_sub(1) {
+                let block = Self::base().wrapping_add(offset);
+                // SAFETY: a free block of this class, inside the arena, 16-aligned
+                // and at least 16 bytes long: its first 8 bytes hold the link.
+                let link = unsafe { block.cast::<usize>().read() };
+                *state.free.get_mut(class)? = link;
+                return Some(block);
+            }
+            let end = state.next.checked_add(size)?;
+            if end > ARENA_BYTES {
+                return None;
+            }
+            let block = Self::base().wrapping_add(state.next);
+            state.next = end;
+            Some(block)
+        })
+    }
+
+    /// Gives a block of `class` at `offset` back.
+    fn give(offset: usize, class: usize) {
+        Self::with_state(|state| {
+            let Some(head) = state.free.get_mut(class) else {
+                return;
+            };
+            let block = Self::base().wrapping_add(offset);
+            // SAFETY: the block is the caller's, inside the arena, 16-aligned and
+            // at least 16 bytes long; from now on it only holds the link.
+            unsafe { block.cast::<usize>().write(*head) };
+            *head = offset.saturating_add(1);
+        });
     }
 }
 
-fn child_setup(inherited: Inherited, take_terminal: bool) {
-    // Keep everything blocked while arranging (SIGTTOU above all, which
-    // tcsetpgrp from a background group would otherwise raise).
-    let _ = sigprocmask(libc::SIG_SETMASK, Some(SigSet::catchable()));
-    if take_terminal {
-        // SAFETY: tcsetpgrp and getpid take integers; on failure the app simply
-        // starts without the foreground.
-        let _ = unsafe { libc::tcsetpgrp(0, libc::getpid()) };
+// SAFETY: each block is handed to one owner at a time (the lock guards the
+// free lists and the end of the arena); blocks are 16-aligned and at least
+// as large as the layout asks (its size rounded up to a power of two), and a
+// block freed with a smaller layout than it was allocated with (after a
+// shrinking realloc) goes back as the smaller class, which it still holds.
+// Everything else is the C library's malloc, used as `System` uses it.
+unsafe impl GlobalAlloc for Arena {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if let Some(block) = Self::class(layout).and_then(Self::take) {
+            return block;
+        }
+        // SAFETY: forwarded as the caller gave it.
+        unsafe { System.alloc(layout) }
     }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        match Self::offset_of(ptr) {
+            Some(offset) => {
+                // The arena only ever serves layouts with a class.
+                if let Some(class) = Self::class(layout) {
+                    Self::give(offset, class);
+                }
+            }
+            // SAFETY: not the arena's, so `System` allocated it with this layout.
+            None => unsafe { System.dealloc(ptr, layout) },
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        match Self::offset_of(ptr) {
+            Some(_) => {
+                if Self::class(layout).is_some_and(|c| new_size <= Self::class_size(c)) {
+                    return ptr; // it still fits its block
+                }
+            }
+            // SAFETY: not the arena's, so `System` allocated it with this layout.
+            None => return unsafe { System.realloc(ptr, layout, new_size) },
+        }
+        // SAFETY: the caller guarantees `new_size` with this alignment is a valid layout.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: a fresh allocation of a valid layout.
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            // SAFETY: both are live, distinct allocations at least `layout.size()` long.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size());
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
+    }
+}
+
+// ---------------------------------------------------------------- starting the app
+
+/// The shell that runs a script without `#!`, as POSIX `execvp` does.
+const SHELL: &CStr = c"/bin/sh";
+/// Where a command without `/` is looked for when `PATH` is unset (musl's default).
+pub const DEFAULT_PATH: &[u8] = b"/usr/local/bin:/bin:/usr/bin";
+/// The child's stack, on drainit's own (which is suspended meanwhile): the
+/// child runs a few small frames and makes syscalls, nothing more.
+const CHILD_STACK: usize = 32 * 1024;
+
+unsafe extern "C" {
+    /// The C runtime's environment, handed to the app as it is.
+    static environ: *const *const c_char;
+}
+
+/// The app's command line, made ready before the child exists: the child
+/// shares drainit's memory and may not allocate, so everything it needs is
+/// laid out here first.
+pub struct Program {
+    /// The arguments as C strings; `argv` points into them.
+    args: Vec<CString>,
+    /// `[spare, argv0, ..., argvN, NULL]`: the app's argv starts at index 1; the
+    /// spare slot lets a script without `#!` run as `/bin/sh script args...`.
+    argv: Vec<*const c_char>,
+    /// The directories to search (`PATH`) when the command has no `/`.
+    search: Option<Vec<u8>>,
+    /// Room for one candidate path, `dir/command\0`, written by the child.
+    candidate: Vec<u8>,
+}
+
+impl Program {
+    /// `Err(InvalidInput)` for an argument holding a NUL byte (which argv cannot).
+    pub fn new(command: &[OsString]) -> io::Result<Program> {
+        let args = command
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut argv = Vec::with_capacity(args.len().saturating_add(2));
+        argv.push(std::ptr::null());
+        argv.extend(args.iter().map(|a| a.as_ptr()));
+        argv.push(std::ptr::null());
+        let file = command.first().map_or(&[][..], |f| f.as_bytes());
+        let search = (!file.contains(&b'/')).then(|| {
+            std::env::var_os("PATH").map_or_else(|| DEFAULT_PATH.to_vec(), OsString::into_vec)
+        });
+        let longest_dir = search.as_deref().map_or(0, |s| {
+            s.split(|b| *b == b':').map(<[u8]>::len).max().unwrap_or(0)
+        });
+        let room = longest_dir.saturating_add(file.len()).saturating_add(2);
+        Ok(Program {
+            args,
+            argv,
+            search,
+            candidate: vec![0; room],
+        })
+    }
+}
+
+/// How the child is to start, besides the command.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildSetup {
+    /// Lead a new process group.
+    pub own_group: bool,
+    /// Take the terminal's foreground for that group.
+    pub terminal: bool,
+    /// The mask and ignored signals to hand on.
+    pub inherited: Inherited,
+}
+
+/// Why the app could not be started.
+#[derive(Debug)]
+pub enum StartError {
+    /// Preparing or cloning failed in drainit itself.
+    Clone(io::Error),
+    /// The child could not make its process group.
+    Group(io::Error),
+    /// No exec succeeded: the last meaningful error, as `execvp` reports it.
+    Exec(io::Error),
+    /// The command is not a binary and has no `#!`, and `/bin/sh` could not
+    /// run it: the error that exec of `/bin/sh` gave.
+    Shell(io::Error),
+}
+
+/// What the child writes to the report pipe when it cannot exec; nothing is
+/// written when the exec succeeds (the pipe closes on exec).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Report {
+    /// 1: setpgid, 2: exec, 3: exec of /bin/sh for a script without `#!`.
+    stage: c_int,
+    errno: c_int,
+}
+
+const STAGE_GROUP: c_int = 1;
+const STAGE_EXEC: c_int = 2;
+const STAGE_SHELL: c_int = 3;
+
+/// What the parent hands the child: pointers into a `Program` and plain values.
+struct Shared {
+    argv: *mut *const c_char,
+    envp: *const *const c_char,
+    file: *const u8,
+    file_len: usize,
+    /// Null: exec the command itself (it has a `/`).
+    search: *const u8,
+    search_len: usize,
+    candidate: *mut u8,
+    candidate_len: usize,
+    setup: ChildSetup,
+    report: c_int,
+}
+
+/// Starts `program` as drainit's child, the way POSIX `execvp` would run it
+/// (a `PATH` search; a script without `#!` runs with `/bin/sh`), in the state
+/// `setup` asks for. Returns once the child has exec'd, or with why it could not.
+///
+/// The child is made with `clone(CLONE_VM | CLONE_VFORK)`: it borrows drainit's
+/// memory (no copy of its page tables) and drainit sleeps until the child has
+/// exec'd or exited. Every catchable signal is blocked in drainit (see
+/// [`take_over_signals`]), so the child starts with all of them blocked: none
+/// can act in it before it sets the app's mask, just before exec. Errors come
+/// back through a close-on-exec pipe (which also works where vfork is emulated
+/// with fork, as under qemu-user).
+pub fn start(program: &mut Program, setup: ChildSetup) -> Result<i32, StartError> {
+    let mut fds: [c_int; 2] = [-1, -1];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as c_long)
+        .map_err(StartError::Clone)?;
+    let [read_end, write_end] = fds;
+    // SAFETY: the kernel just returned these descriptors; nothing else owns them.
+    let (read_end, write_end) = unsafe {
+        (
+            OwnedFd::from_raw_fd(read_end),
+            OwnedFd::from_raw_fd(write_end),
+        )
+    };
+    let file = program.args.first().map_or(&[][..], |a| a.as_bytes());
+    let shared = Shared {
+        argv: program.argv.as_mut_ptr(),
+        // SAFETY: reading the C runtime's `environ` pointer; drainit never changes
+        // its environment, so nothing writes it concurrently.
+        envp: unsafe { environ },
+        file: file.as_ptr(),
+        file_len: file.len(),
+        search: program
+            .search
+            .as_ref()
+            .map_or(std::ptr::null(), |s| s.as_ptr()),
+        search_len: program.search.as_ref().map_or(0, Vec::len),
+        candidate: program.candidate.as_mut_ptr(),
+        candidate_len: program.candidate.len(),
+        setup,
+        report: write_end.as_raw_fd(),
+    };
+    let mut stack = std::mem::MaybeUninit::<[u8; CHILD_STACK]>::uninit();
+    let top = stack.as_mut_ptr().cast::<u8>().wrapping_add(CHILD_STACK);
+    // SAFETY: `child` runs on `stack`, which lives in this frame; with
+    // CLONE_VFORK this thread sleeps until the child has exec'd or exited, so
+    // neither the stack nor `shared` (nor the `Program` it points into) is used
+    // or freed meanwhile. The child only makes async-signal-safe syscalls: it
+    // allocates nothing, takes no lock and does not log.
+    let pid = unsafe {
+        libc::clone(
+            child,
+            top.cast::<c_void>(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&raw const shared).cast_mut().cast::<c_void>(),
+        )
+    };
+    drop(write_end);
+    if pid < 0 {
+        return Err(StartError::Clone(io::Error::last_os_error()));
+    }
+    let mut report = Report::default();
+    let size = std::mem::size_of::<Report>();
+    let n = loop {
+        // SAFETY: `report` is plain old data with room for `size` bytes.
+        let n = unsafe {
+            libc::read(
+                read_end.as_raw_fd(),
+                (&raw mut report).cast::<c_void>(),
+                size,
+            )
+        };
+        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    if usize::try_from(n).ok() != Some(size) {
+        // EOF: the exec succeeded (or the child died before it: the reaper
+        // will tell).
+        return Ok(pid);
+    }
+    // The child has exited or is about to: reap it, it never was the app.
+    let mut status: c_int = 0;
+    // SAFETY: `status` is a valid, writable int for the call.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
+    let error = io::Error::from_raw_os_error(report.errno);
+    Err(match report.stage {
+        STAGE_GROUP => StartError::Group(error),
+        STAGE_SHELL => StartError::Shell(error),
+        _ => StartError::Exec(error),
+    })
+}
+
+/// The child, between clone and exec. Only raw syscalls on data the parent
+/// prepared: no allocation, no lock, no logging, no panic.
+extern "C" fn child(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `Shared` that `start` passed, alive while the parent sleeps.
+    let shared = unsafe { &*arg.cast::<Shared>().cast_const() };
+    let report = child_setup_and_exec(shared);
+    // SAFETY: writes `report`'s bytes to the pipe; a failure leaves the parent
+    // seeing EOF, i.e. a child that died before exec, which the reaper reports.
+    let _ = unsafe {
+        libc::write(
+            shared.report,
+            (&raw const report).cast::<c_void>(),
+            std::mem::size_of::<Report>(),
+        )
+    };
+    127
+}
+
+fn errno() -> c_int {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EINVAL)
+}
+
+/// Sets up the child as the app must start, then execs; returns only on failure.
+fn child_setup_and_exec(shared: &Shared) -> Report {
+    let setup = shared.setup;
+    if setup.own_group {
+        // SAFETY: setpgid takes integers.
+        if unsafe { libc::setpgid(0, 0) } < 0 {
+            return Report {
+                stage: STAGE_GROUP,
+                errno: errno(),
+            };
+        }
+        if setup.terminal {
+            // SAFETY: tcsetpgrp and getpid take integers. SIGTTOU is blocked, so a
+            // background group may take the foreground; on failure the app simply
+            // starts without it.
+            let _ = unsafe { libc::tcsetpgrp(0, libc::getpid()) };
+        }
+    }
+    // Dispositions: the child has drainit's (CLONE_VM without CLONE_SIGHAND
+    // copies the table), which are those drainit was started with, but for
+    // the ignored ones drainit reset (SIGCHLD): ignore them again.
     let ignore = KernelSigaction {
         handler: libc::SIG_IGN,
         ..KernelSigaction::default()
     };
-    let mut n = 1;
-    while n <= signals::MAX {
-        if n != signals::KILL && n != signals::STOP && inherited.ignored.0 & (1 << (n - 1)) != 0 {
-            let _ = sigaction(n, Some(&ignore));
-        }
-        n += 1;
+    for signal in setup.inherited.ignored.iter().filter(|s| s.catchable()) {
+        let _ = sigaction(signal.number(), Some(&ignore));
     }
-    let _ = sigprocmask(libc::SIG_SETMASK, Some(inherited.mask));
+    // Last: from here on a signal acts as it would in the app.
+    let _ = sigprocmask(libc::SIG_SETMASK, Some(setup.inherited.mask));
+    exec_like_execvp(shared)
+}
+
+/// `execvp`, plus POSIX's fallback that glibc has and musl lacks: a file the
+/// kernel cannot run (ENOEXEC) that is not an ELF binary runs with `/bin/sh`.
+fn exec_like_execvp(shared: &Shared) -> Report {
+    let exec_error = |errno| Report {
+        stage: STAGE_EXEC,
+        errno,
+    };
+    // SAFETY: the parent's `Program` holds `argv` (with at least the spare slot and
+    // the NULL) and `candidate`, and the parent keeps them alive and untouched
+    // while the child runs.
+    let argv1 = unsafe { shared.argv.add(1) };
+    if shared.search.is_null() {
+        // SAFETY: argv[1] is the command itself, a NUL-terminated string (the
+        // search is null only for a non-empty command).
+        let path = unsafe { *argv1 };
+        return match execve(path, argv1, shared.envp) {
+            libc::ENOEXEC => run_with_shell(shared, path),
+            e => exec_error(e),
+        };
+    }
+    // SAFETY: pointer and length of the command's bytes and of PATH, and the
+    // candidate buffer, all owned by the parent's `Program` (see above).
+    let (file, search, candidate) = unsafe {
+        (
+            std::slice::from_raw_parts(shared.file, shared.file_len),
+            std::slice::from_raw_parts(shared.search, shared.search_len),
+            std::slice::from_raw_parts_mut(shared.candidate, shared.candidate_len),
+        )
+    };
+    if file.is_empty() {
+        return exec_error(libc::ENOENT);
+    }
+    let mut denied = false;
+    for dir in search.split(|b| *b == b':') {
+        let Some(path) = join(candidate, dir, file) else {
+            continue;
+        };
+        match execve(path, argv1, shared.envp) {
+            libc::EACCES => denied = true,
+            // Not here (or not reachable): try the next directory.
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            libc::ENOEXEC => return run_with_shell(shared, path),
+            e => return exec_error(e),
+        }
+    }
+    exec_error(if denied { libc::EACCES } else { libc::ENOENT })
+}
+
+/// Writes `dir/file\0` (or `file\0` for an empty `dir`: the current
+/// directory) into `buf`; `None` if it does not fit.
+fn join(buf: &mut [u8], dir: &[u8], file: &[u8]) -> Option<*const c_char> {
+    let slash = usize::from(!dir.is_empty());
+    let file_at = dir.len().checked_add(slash)?;
+    let end = file_at.checked_add(file.len())?;
+    buf.get_mut(..dir.len())?.copy_from_slice(dir);
+    if slash == 1 {
+        *buf.get_mut(dir.len())? = b'/';
+    }
+    buf.get_mut(file_at..end)?.copy_from_slice(file);
+    *buf.get_mut(end)? = 0;
+    Some(buf.as_ptr().cast())
+}
+
+/// `execve`; returns the errno it failed with.
+fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
+    // SAFETY: `path` is NUL-terminated, `argv` and `envp` are NULL-terminated
+    // arrays of NUL-terminated strings, all alive for the call.
+    unsafe { libc::execve(path, argv, envp) };
+    errno()
+}
+
+/// A file the kernel would not run: unless it is an ELF binary (of another
+/// machine, say), run it as `/bin/sh path args...`, as POSIX `execvp` does.
+fn run_with_shell(shared: &Shared, path: *const c_char) -> Report {
+    if is_elf(path) {
+        return Report {
+            stage: STAGE_EXEC,
+            errno: libc::ENOEXEC,
+        };
+    }
+    // SAFETY: slots 0 and 1 of the parent's argv exist (the spare and argv0); the
+    // exec that used them failed, so they can be rewritten: /bin/sh, the script,
+    // then the app's arguments.
+    unsafe {
+        *shared.argv = SHELL.as_ptr();
+        *shared.argv.add(1) = path;
+    }
+    Report {
+        stage: STAGE_SHELL,
+        errno: execve(SHELL.as_ptr(), shared.argv, shared.envp),
+    }
+}
+
+/// Whether the file starts with the ELF magic number.
+fn is_elf(path: *const c_char) -> bool {
+    // SAFETY: `path` is a NUL-terminated string; open and read take plain values,
+    // and `magic` has room for the 4 bytes read; the descriptor is closed here.
+    unsafe {
+        let fd = libc::open(path, libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY);
+        if fd < 0 {
+            return false;
+        }
+        let mut magic = [0u8; 4];
+        let n = libc::read(fd, magic.as_mut_ptr().cast::<c_void>(), magic.len());
+        libc::close(fd);
+        n == 4 && magic == *b"\x7fELF"
+    }
+}
+
+// ---------------------------------------------------------------- job control
+
+/// If the child `pid` has stopped since last asked: the signal that stopped it.
+/// Exits are left for [`reap_one`].
+pub fn stopped(pid: i32) -> Option<i32> {
+    let Ok(id) = libc::id_t::try_from(pid) else {
+        return None;
+    };
+    // SAFETY: siginfo_t is plain old data; all-zero is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is valid and writable for the call; WSTOPPED without
+    // WEXITED only reports (and consumes) a stop, never an exit.
+    let ret = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WSTOPPED | libc::WNOHANG) };
+    // SAFETY: after a successful waitid, si_pid and si_status are set (si_pid 0:
+    // nothing to report).
+    if ret < 0 || unsafe { info.si_pid() } == 0 || info.si_code != libc::CLD_STOPPED {
+        return None;
+    }
+    // SAFETY: as above.
+    Some(unsafe { info.si_status() })
+}
+
+/// Whether drainit runs as a job of a job-control shell: it leads a process
+/// group of its own, and its parent is in another group of the same session
+/// (then the parent can see drainit stop and continue it).
+pub fn is_shell_job() -> bool {
+    // SAFETY: these only read process ids; getpgid/getsid of the parent fail
+    // harmlessly (-1) if it is gone or outside drainit's PID namespace.
+    unsafe {
+        let parent = libc::getppid();
+        let group = libc::getpgrp();
+        parent > 0
+            && group == libc::getpid()
+            && libc::getpgid(parent) != group
+            && libc::getsid(parent) == libc::getsid(0)
+    }
+}
+
+/// Stops drainit itself (SIGSTOP), as a job does; returns once continued.
+pub fn stop_self() {
+    // SAFETY: kill(2) with drainit's own pid and a plain signal number.
+    let _ = unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+}
+
+/// Gives the terminal's foreground to process group `pgid`.
+pub fn give_terminal(pgid: i32) -> io::Result<()> {
+    // SAFETY: tcsetpgrp takes integers; SIGTTOU is blocked in drainit.
+    check(unsafe { libc::tcsetpgrp(0, pgid) } as c_long).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_round_up_to_powers_of_two() {
+        let class = |size, align| Arena::class(Layout::from_size_align(size, align).unwrap());
+        assert_eq!(class(0, 1), Some(0));
+        assert_eq!(class(16, 8), Some(0));
+        assert_eq!(class(17, 8), Some(1));
+        assert_eq!(class(640, 8), Some(6)); // 1024
+        assert_eq!(class(64 * 1024, 16), Some(CLASSES - 1));
+        assert_eq!(class(64 * 1024 + 1, 16), None);
+        assert_eq!(class(8, 32), None); // over-aligned: malloc's
+        assert_eq!(Arena::class_size(6), 1024);
+    }
+
+    #[test]
+    fn the_allocator_keeps_every_byte_across_threads_sizes_and_reallocs() {
+        // Through the GlobalAlloc interface, from several threads at once: each
+        // block gets a pattern, grows or shrinks, and must keep it.
+        let workers: Vec<_> = (0..4u8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut live: Vec<(*mut u8, Layout, u8)> = Vec::new();
+                    let mut from_arena = 0;
+                    for i in 0..2000usize {
+                        let size = [1, 15, 16, 17, 100, 640, 3000, 20_000, 70_000][i % 9];
+                        let align = [1, 8, 16][i % 3];
+                        let layout = Layout::from_size_align(size, align).unwrap();
+                        // SAFETY: a valid, non-zero layout.
+                        let p = unsafe { ALLOCATOR.alloc(layout) };
+                        assert!(!p.is_null());
+                        assert_eq!(p as usize % align, 0);
+                        from_arena += usize::from(Arena::offset_of(p).is_some());
+                        let mark = t.wrapping_mul(31).wrapping_add(i as u8);
+                        // SAFETY: `p` is a fresh block of `size` bytes.
+                        unsafe { std::ptr::write_bytes(p, mark, size) };
+                        live.push((p, layout, mark));
+                        if i % 3 == 0 {
+                            let (p, layout, mark) = live.swap_remove(i % live.len());
+                            let new_size = if i % 2 == 0 {
+                                layout.size() * 2
+                            } else {
+                                layout.size() / 2 + 1
+                            };
+                            // SAFETY: `p` was allocated with `layout`; new_size > 0.
+                            let q = unsafe { ALLOCATOR.realloc(p, layout, new_size) };
+                            assert!(!q.is_null());
+                            let kept = layout.size().min(new_size);
+                            // SAFETY: `q` holds at least `kept` initialised bytes.
+                            let bytes = unsafe { std::slice::from_raw_parts(q, kept) };
+                            assert!(bytes.iter().all(|b| *b == mark), "realloc lost bytes");
+                            // SAFETY: `q` is `new_size` bytes long.
+                            unsafe { std::ptr::write_bytes(q, mark, new_size) };
+                            let layout = Layout::from_size_align(new_size, layout.align()).unwrap();
+                            live.push((q, layout, mark));
+                        }
+                        if i % 5 == 0 && live.len() > 8 {
+                            let (p, layout, mark) = live.remove(0);
+                            // SAFETY: `p` holds `layout.size()` bytes written above.
+                            let bytes = unsafe { std::slice::from_raw_parts(p, layout.size()) };
+                            assert!(bytes.iter().all(|b| *b == mark), "a block was overwritten");
+                            // SAFETY: allocated with this layout.
+                            unsafe { ALLOCATOR.dealloc(p, layout) };
+                        }
+                    }
+                    for (p, layout, mark) in live {
+                        // SAFETY: as above.
+                        let bytes = unsafe { std::slice::from_raw_parts(p, layout.size()) };
+                        assert!(bytes.iter().all(|b| *b == mark), "a block was overwritten");
+                        // SAFETY: allocated with this layout.
+                        unsafe { ALLOCATOR.dealloc(p, layout) };
+                    }
+                    from_arena
+                })
+            })
+            .collect();
+        let from_arena: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        // (How many depends on what the test harness holds of the arena meanwhile.)
+        assert!(from_arena > 100, "the arena served {from_arena} blocks");
+    }
 }
 
 /// One descriptor for [`poll`], and what to wait for on it.

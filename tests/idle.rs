@@ -1,5 +1,5 @@
-//! An idle drainit sleeps in one poll() with no timeout: no periodic
-//! wake-up, so no context switch at all.
+//! An idle drainit sleeps in one blocking read of its signalfd (no timeout):
+//! no periodic wake-up, so no context switch at all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
@@ -23,15 +23,15 @@ fn an_idle_drainit_makes_zero_context_switches_over_5s() {
     let mut before = Vec::new();
     for (_, r) in runs.iter_mut() {
         r.app_pid();
-        // Let start-up settle: drainit is idle once it sleeps in poll.
+        // Let start-up settle: drainit is idle once it sleeps reading its signalfd.
         let pid = r.pid();
         wait_until(secs(10.0), || {
             std::fs::read_to_string(format!("/proc/{pid}/wchan"))
                 .ok()?
-                .contains("poll")
+                .contains("signalfd_read")
                 .then_some(())
         })
-        .expect("drainit sleeps in poll");
+        .expect("drainit sleeps reading its signalfd");
         before.push(switches(pid));
     }
     std::thread::sleep(secs(5.0));
