@@ -366,21 +366,7 @@ fn a_kill_stop_signal_is_allowed_and_kills_the_app_after_the_delay() {
 
 #[test]
 fn an_empty_variable_counts_as_unset() {
-    let every = [
-        "DRAINIT_NO_GROUP",
-        "DRAINIT_GRACE",
-        "DRAINIT_DRAIN_FILE",
-        "DRAINIT_DRAIN_DELAY",
-        "DRAINIT_STOP_SIGNAL",
-        "DRAINIT_KILL_AFTER",
-        "DRAINIT_STOP_TIMEOUT",
-        "DRAINIT_DRAIN_ON",
-        "DRAINIT_URL",
-        "DRAINIT_TIMEOUT",
-        "DRAINIT_VERBOSE",
-        "DRAINIT_QUIET",
-        "DRAINIT_LOG",
-    ];
+    let every = VARIABLES;
     for mode in BOTH {
         if !can_run(mode) {
             continue;

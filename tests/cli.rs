@@ -11,21 +11,7 @@ fn help_lists_every_option_with_its_variable() {
     assert_eq!(out.code, Some(0));
     assert!(out.stderr.is_empty(), "{}", out.stderr);
     let help = String::from_utf8(out.stdout).unwrap();
-    for var in [
-        "DRAINIT_NO_GROUP",
-        "DRAINIT_GRACE",
-        "DRAINIT_DRAIN_FILE",
-        "DRAINIT_DRAIN_DELAY",
-        "DRAINIT_STOP_SIGNAL",
-        "DRAINIT_KILL_AFTER",
-        "DRAINIT_STOP_TIMEOUT",
-        "DRAINIT_DRAIN_ON",
-        "DRAINIT_URL",
-        "DRAINIT_TIMEOUT",
-        "DRAINIT_VERBOSE",
-        "DRAINIT_QUIET",
-        "DRAINIT_LOG",
-    ] {
+    for var in VARIABLES {
         assert!(help.contains(var), "--help lacks {var}");
     }
     for code in ["125", "126", "127", "128+N"] {

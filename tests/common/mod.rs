@@ -37,6 +37,25 @@ pub const SIGCONT: i32 = 18;
 pub const SIGSTOP: i32 = 19;
 pub const SIGWINCH: i32 = 28;
 
+/// Every variable drainit reads.
+pub const VARIABLES: [&str; 15] = [
+    "DRAINIT_NO_GROUP",
+    "DRAINIT_GRACE",
+    "DRAINIT_DRAIN_FILE",
+    "DRAINIT_DRAIN_DELAY",
+    "DRAINIT_STOP_SIGNAL",
+    "DRAINIT_KILL_AFTER",
+    "DRAINIT_STOP_TIMEOUT",
+    "DRAINIT_DRAIN_ON",
+    "DRAINIT_HEALTH_LISTEN",
+    "DRAINIT_SUCCESS_EXIT",
+    "DRAINIT_URL",
+    "DRAINIT_TIMEOUT",
+    "DRAINIT_VERBOSE",
+    "DRAINIT_QUIET",
+    "DRAINIT_LOG",
+];
+
 /// The binary under test.
 pub fn bin() -> PathBuf {
     std::env::var_os("DRAINIT_BIN")
