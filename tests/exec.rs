@@ -33,22 +33,6 @@ fn sig_lines(pid: i32) -> String {
         .collect()
 }
 
-/// (fd, what it points to), sorted.
-fn fds(pid: i32) -> Vec<(String, String)> {
-    let mut out: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let target = std::fs::read_link(e.path())
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (e.file_name().to_string_lossy().into_owned(), target)
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn a_script_without_shebang_runs_with_bin_sh_like_any_app() {
     // Root, for the mount namespace below.
@@ -109,11 +93,11 @@ fn a_script_without_shebang_runs_with_bin_sh_like_any_app() {
         assert!(want.contains("SigBlk:\t0000008000000200"), "{want}");
         assert_eq!(sig_lines(app), want, "{mode:?}");
         // None of drainit's descriptors: what drainit holds but its signalfd.
-        let want: Vec<_> = fds(drainit)
+        let want: Vec<_> = open_fds(drainit)
             .into_iter()
             .filter(|(_, target)| !target.contains("signalfd"))
             .collect();
-        assert_eq!(fds(app), want, "{mode:?}");
+        assert_eq!(open_fds(app), want, "{mode:?}");
         r.signal(SIGTERM);
         let out = r.wait(secs(10.0));
         assert_eq!(out.code, Some(143), "{mode:?}: {}", out.stderr);

@@ -51,22 +51,6 @@ fn the_app_gets_the_signal_mask_and_ignored_signals_drainit_was_started_with() {
     }
 }
 
-/// (fd, what it points to), sorted.
-fn fds(pid: i32) -> Vec<(String, String)> {
-    let mut out: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let target = std::fs::read_link(e.path())
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (e.file_name().to_string_lossy().into_owned(), target)
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn no_descriptor_of_drainit_leaks_into_the_app() {
     for mode in BOTH {
@@ -80,7 +64,7 @@ fn no_descriptor_of_drainit_leaks_into_the_app() {
         let app = r.ready(&dir.path("ready"));
         // The app holds exactly what drainit was given (the test runner may
         // pass some on), without drainit's own signalfd.
-        let drainit_fds = fds(r.pid());
+        let drainit_fds = open_fds(r.pid());
         let signalfds: Vec<_> = drainit_fds
             .iter()
             .filter(|(_, target)| target.contains("signalfd"))
@@ -95,7 +79,7 @@ fn no_descriptor_of_drainit_leaks_into_the_app() {
             .into_iter()
             .filter(|fd| !signalfds.contains(fd))
             .collect();
-        assert_eq!(fds(app), want, "{mode:?}");
+        assert_eq!(open_fds(app), want, "{mode:?}");
         r.signal(SIGTERM);
         r.wait(secs(10.0));
     }

@@ -35,6 +35,16 @@ fn stopped_app_gets_sigterm(mode: Mode, options: &[&str], before: Option<(i32, &
     assert_eq!(log_lines(&log), ["SIGTERM"], "{mode:?} {options:?}");
 }
 
+/// A drain that USR1 starts, with a delay the test never waits out.
+const USR1_DRAIN: &[&str] = &[
+    "--drain-on",
+    "USR1",
+    "--drain-delay",
+    "30s",
+    "--kill-after",
+    "60s",
+];
+
 #[test]
 fn sigterm_outside_drain_on_is_followed_by_sigcont() {
     for mode in BOTH {
@@ -45,31 +55,9 @@ fn sigterm_outside_drain_on_is_followed_by_sigcont() {
         stopped_app_gets_sigterm(mode, &[], None);
         // A drain option whose --drain-on does not include TERM.
         stopped_app_gets_sigterm(mode, &["--drain-on", "USR1"], None);
-        stopped_app_gets_sigterm(
-            mode,
-            &[
-                "--drain-on",
-                "USR1",
-                "--drain-delay",
-                "30s",
-                "--kill-after",
-                "60s",
-            ],
-            None,
-        );
+        stopped_app_gets_sigterm(mode, USR1_DRAIN, None);
         // And during the drain delay that USR1 started.
-        stopped_app_gets_sigterm(
-            mode,
-            &[
-                "--drain-on",
-                "USR1",
-                "--drain-delay",
-                "30s",
-                "--kill-after",
-                "60s",
-            ],
-            Some((SIGUSR1, "drain started")),
-        );
+        stopped_app_gets_sigterm(mode, USR1_DRAIN, Some((SIGUSR1, "drain started")));
     }
 }
 

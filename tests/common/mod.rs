@@ -608,6 +608,22 @@ pub fn descendants(pid: i32) -> BTreeSet<i32> {
     descendants_in(&processes(), pid)
 }
 
+/// The descriptors a process holds: (fd, what it points to), sorted.
+pub fn open_fds(pid: i32) -> Vec<(String, String)> {
+    let mut out: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let target = std::fs::read_link(e.path())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), target)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Whether a process exists and is not a zombie.
 pub fn running(pid: i32) -> bool {
     matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
