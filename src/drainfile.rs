@@ -303,11 +303,7 @@ fn place(tmp: &Path, path: &Path) -> io::Result<Placed> {
 
 /// `Permission denied (os error 13)` → `permission denied`.
 pub fn reason(e: &io::Error) -> String {
-    let text = e.to_string();
-    text.split(" (os error")
-        .next()
-        .unwrap_or(&text)
-        .to_lowercase()
+    crate::error::os_reason(e).to_lowercase()
 }
 
 #[cfg(test)]
