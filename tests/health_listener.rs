@@ -140,22 +140,6 @@ fn listening_on_sleep(mode: Mode) -> (Running, u16) {
     (r, port)
 }
 
-/// Context switches of every thread of `pid`.
-fn switches(pid: i32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .map(|task| {
-            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum::<u64>()
-        })
-        .sum()
-}
-
 #[test]
 fn hostile_clients_neither_delay_signals_nor_grow_descriptors() {
     for mode in BOTH {
@@ -268,9 +252,9 @@ fn an_idle_listener_wakes_nobody() {
         let pid = r.pid();
         // Let the answered connection's close settle.
         std::thread::sleep(secs(0.5));
-        let before = switches(pid);
+        let before = context_switches(pid);
         std::thread::sleep(secs(5.0));
-        let after = switches(pid);
+        let after = context_switches(pid);
         assert_eq!(
             after - before,
             0,

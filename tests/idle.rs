@@ -5,13 +5,6 @@
 mod common;
 use common::*;
 
-fn switches(pid: i32) -> u64 {
-    ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
-        .iter()
-        .map(|k| status_field(pid, k).unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
 #[test]
 fn an_idle_drainit_makes_zero_context_switches_over_5s() {
     let mut runs = Vec::new();
@@ -32,11 +25,11 @@ fn an_idle_drainit_makes_zero_context_switches_over_5s() {
                 .then_some(())
         })
         .expect("drainit sleeps reading its signalfd");
-        before.push(switches(pid));
+        before.push(context_switches(pid));
     }
     std::thread::sleep(secs(5.0));
     for ((mode, r), before) in runs.iter_mut().zip(before) {
-        let after = switches(r.pid());
+        let after = context_switches(r.pid());
         assert_eq!(
             after - before,
             0,

@@ -608,6 +608,22 @@ pub fn descendants(pid: i32) -> BTreeSet<i32> {
     descendants_in(&processes(), pid)
 }
 
+/// Context switches of every thread of `pid`, voluntary or not.
+pub fn context_switches(pid: i32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|task| {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// The descriptors a process holds: (fd, what it points to), sorted.
 pub fn open_fds(pid: i32) -> Vec<(String, String)> {
     let mut out: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
