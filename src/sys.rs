@@ -266,23 +266,7 @@ impl SignalFd {
 
     /// `poll` for a pending signal, at most `timeout`; false on EINTR.
     fn readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let ms = timeout.map_or(-1, |t| {
-            // Round up, so that a wake-up is never early and never spins.
-            let ms = t.as_nanos().div_ceil(1_000_000);
-            c_int::try_from(ms).unwrap_or(c_int::MAX)
-        });
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, living on this stack frame, for the call.
-        let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
-        match check(ret as c_long) {
-            Ok(n) => Ok(n > 0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-            Err(e) => Err(e),
-        }
+        poll(&mut [PollFd::readable(self.fd.as_raw_fd())], timeout).map(|n| n > 0)
     }
 }
 
