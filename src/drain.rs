@@ -111,6 +111,21 @@ pub enum Action {
     Exit(i32),
 }
 
+/// What a signal does, by phase (see `Machine::route`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// Starts the drain (a `--drain-on` signal while the app runs).
+    StartDrain,
+    /// Ends the drain delay now; the stop signal follows `trigger`.
+    CutShort(Signal),
+    /// The app already has this stop signal: not sent again.
+    Swallow,
+    /// Passed on to the app (SIGTERM with SIGCONT).
+    Forward,
+    /// Too late: everything left was SIGKILLed.
+    Drop,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// The app runs; no drain has started.
@@ -139,7 +154,7 @@ fn killed() -> i32 {
     Status::Signaled(signals::KILL).code()
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Machine<'p> {
     policy: &'p Policy,
     phase: Phase,
@@ -228,45 +243,63 @@ impl<'p> Machine<'p> {
         actions
     }
 
-    fn on_signal(&mut self, signal: Signal, now: Duration, actions: &mut Vec<Action>) {
+    /// What a signal does in the current phase: the one decision that
+    /// `on_signal` carries out and `passes_through` reads.
+    fn route(&self, signal: Signal) -> Route {
         let drain_on = self.policy.drain.as_ref().map(|d| d.on);
         match self.phase {
             Phase::Running => match drain_on {
-                Some(on) if on.contains(signal) => {
-                    self.drain_start = Some(now);
-                    let delay = self.delay();
-                    actions.push(Action::StartDrain {
-                        signal,
-                        delay,
-                        kill_at: self.kill_at(),
-                    });
-                    if delay.is_zero() {
-                        self.stop(signal, StopReason::DelayOver, now, actions);
-                    } else {
-                        self.phase = Phase::Delay { trigger: signal };
-                    }
-                }
-                _ => self.forward(signal, actions),
+                Some(on) if on.contains(signal) => Route::StartDrain,
+                _ => Route::Forward,
             },
             Phase::Delay { trigger } => {
                 if drain_on.is_some_and(|on| on.contains(signal)) || signal == Signal::INT {
-                    self.stop(trigger, StopReason::CutShort(signal), now, actions);
+                    Route::CutShort(trigger)
                 } else {
-                    self.forward(signal, actions);
+                    Route::Forward
                 }
             }
-            Phase::Stopping { sent } => {
-                if signal == sent {
-                    actions.push(Action::Swallow {
-                        signal,
-                        at: self.at(now).unwrap_or_default(),
-                    });
+            Phase::Stopping { sent } if signal == sent => Route::Swallow,
+            Phase::Stopping { .. } | Phase::Leftovers { .. } => Route::Forward,
+            Phase::Killed { .. } | Phase::Done => Route::Drop,
+        }
+    }
+
+    /// Whether `step(Event::Signal(signal), _)` would return exactly
+    /// `[Action::Forward(signal)]` and leave the machine as it was, whatever
+    /// the time: the supervisor then forwards the signal at once, before any
+    /// other work of the wake-up, and does not step the machine for it.
+    pub fn passes_through(&self, signal: Signal) -> bool {
+        self.route(signal) == Route::Forward
+            && signal != Signal::TERM
+            && (self.group_stopped || !is_stop_signal(signal))
+    }
+
+    fn on_signal(&mut self, signal: Signal, now: Duration, actions: &mut Vec<Action>) {
+        match self.route(signal) {
+            Route::StartDrain => {
+                self.drain_start = Some(now);
+                let delay = self.delay();
+                actions.push(Action::StartDrain {
+                    signal,
+                    delay,
+                    kill_at: self.kill_at(),
+                });
+                if delay.is_zero() {
+                    self.stop(signal, StopReason::DelayOver, now, actions);
                 } else {
-                    self.forward(signal, actions);
+                    self.phase = Phase::Delay { trigger: signal };
                 }
             }
-            Phase::Leftovers { .. } => self.forward(signal, actions),
-            Phase::Killed { .. } | Phase::Done => {}
+            Route::CutShort(trigger) => {
+                self.stop(trigger, StopReason::CutShort(signal), now, actions)
+            }
+            Route::Swallow => actions.push(Action::Swallow {
+                signal,
+                at: self.at(now).unwrap_or_default(),
+            }),
+            Route::Forward => self.forward(signal, actions),
+            Route::Drop => {}
         }
     }
 
@@ -730,5 +763,90 @@ mod tests {
             m.step(Event::Tick, max);
             assert_eq!(m.step(Event::Tick, max), [Exit(0)]);
         }
+    }
+
+    /// `passes_through` is exactly "step would only forward it, unchanged":
+    /// checked for every signal in every phase the tables reach, so the
+    /// supervisor's hot path and the machine never disagree.
+    #[test]
+    fn passes_through_is_exactly_an_unchanged_forward() {
+        let usr1_drain = Policy {
+            drain: Some(Drain {
+                on: SigSet::of(&[Signal::new(10).unwrap(), Signal::TERM]),
+                delay: secs(0.0),
+                stop_signal: Some(Signal::QUIT),
+                kill_after: None,
+            }),
+            grace: secs(5.0),
+        };
+        let policies = [
+            core(),
+            drain(5.0, None, Some(10.0)),
+            drain(5.0, Some(Signal::QUIT), None),
+            usr1_drain,
+        ];
+        let prefixes: &[&[(f64, Event)]] = &[
+            &[],
+            &[(0.1, sig(3))],
+            &[(0.1, sig(2))],
+            &[(0.1, sig(15))],
+            &[(0.1, sig(10))],
+            &[(0.1, sig(15)), (6.0, Event::Tick)],
+            &[(0.1, sig(15)), (0.2, sig(2))],
+            &[(0.1, Event::AppExited(3))],
+            &[(0.1, sig(15)), (1.0, Event::AppExited(0))],
+            &[(0.1, Event::AppExited(3)), (9.0, Event::Tick)],
+            &[
+                (0.1, Event::AppExited(3)),
+                (9.0, Event::Tick),
+                (20.0, Event::Tick),
+            ],
+        ];
+        let mut phases = std::collections::BTreeSet::new();
+        let mut fast = 0;
+        for policy in &policies {
+            for prefix in prefixes {
+                let mut m = Machine::new(policy);
+                for (at, event) in *prefix {
+                    m.step(*event, secs(*at));
+                }
+                phases.insert(
+                    format!("{:?}", m.phase)
+                        .split([' ', '{'])
+                        .next()
+                        .unwrap()
+                        .to_string(),
+                );
+                for n in 1..=64 {
+                    let Some(signal) = Signal::new(n) else {
+                        continue;
+                    };
+                    if signal == Signal::CHLD {
+                        continue;
+                    }
+                    for now in [secs(0.5), secs(30.0)] {
+                        let mut stepped = m.clone();
+                        let actions = stepped.step(Event::Signal(signal), now);
+                        let unchanged_forward = actions == [Forward(signal)] && stepped == m;
+                        assert_eq!(
+                            m.passes_through(signal),
+                            unchanged_forward,
+                            "{signal} after {prefix:?} under {policy:?}: {actions:?}"
+                        );
+                        fast += usize::from(unchanged_forward);
+                    }
+                }
+            }
+        }
+        let all = [
+            "Running",
+            "Delay",
+            "Stopping",
+            "Leftovers",
+            "Killed",
+            "Done",
+        ];
+        assert_eq!(phases, all.iter().map(|p| p.to_string()).collect());
+        assert!(fast > 1000, "the hot path is taken: {fast}");
     }
 }

@@ -133,22 +133,16 @@ impl Supervisor<'_> {
             }
             events.clear();
             for r in &received {
-                let Some(signal) = Signal::new(r.signal) else {
+                let Some(signal) = self.sent_by_others(r) else {
                     continue;
                 };
-                if signal == Signal::CHLD {
-                    continue;
+                if events.is_empty() && self.machine.passes_through(signal) {
+                    // The hot path: a signal the machine would only pass on goes
+                    // out now, before any bookkeeping, and costs one kill(2).
+                    self.forward(signal);
+                } else {
+                    events.push(Event::Signal(signal));
                 }
-                if i64::from(r.sender) == i64::from(self.self_pid) {
-                    // Raised by drainit's own doing (a write to a closed pipe, say): not
-                    // the app's business. Never a log line about a signal that a write
-                    // raises: with stderr gone, that line would raise the next one.
-                    if !matches!(r.signal, libc::SIGPIPE | libc::SIGXFSZ) {
-                        debug!("ignoring {signal} raised by drainit itself");
-                    }
-                    continue;
-                }
-                events.push(Event::Signal(signal));
             }
             while let Some((pid, status)) = sys::reap_one() {
                 if pid == self.app.pid && self.app_alive {
@@ -163,6 +157,11 @@ impl Supervisor<'_> {
                 }
             }
             self.app.job_control(&received, self.app_alive);
+            if events.is_empty() && self.machine.next_deadline().is_none() {
+                // Nothing to step: a Tick without a deadline does nothing, and
+                // leftovers are only awaited with one. No clock read.
+                continue;
+            }
             let now = self.now();
             for event in events.drain(..) {
                 if let Some(code) = self.feed(event, now) {
@@ -210,13 +209,7 @@ impl Supervisor<'_> {
 
     fn carry_out(&mut self, action: Action) -> Option<i32> {
         match action {
-            Action::Forward(signal) => match self.app_target() {
-                Some(target) => {
-                    self.signal(target, signal);
-                    debug!("forwarded {signal} to {}", describe_target(target));
-                }
-                None => debug!("{signal} not forwarded: the app has exited"),
-            },
+            Action::Forward(signal) => self.forward(signal),
             Action::Swallow { signal, at } => {
                 info!(
                     "{}{signal} again: the app already has its stop signal; not sending another",
@@ -246,6 +239,36 @@ impl Supervisor<'_> {
             }
         }
         None
+    }
+
+    /// A signal from someone else, as the machine sees it; `None` for
+    /// SIGCHLD (the reaping's business) and for what drainit raised itself.
+    fn sent_by_others(&self, r: &sys::Received) -> Option<Signal> {
+        let signal = Signal::new(r.signal)?;
+        if signal == Signal::CHLD {
+            return None;
+        }
+        if i64::from(r.sender) == i64::from(self.self_pid) {
+            // Raised by drainit's own doing (a write to a closed pipe, say): not
+            // the app's business. Never a log line about a signal that a write
+            // raises: with stderr gone, that line would raise the next one.
+            if !matches!(r.signal, libc::SIGPIPE | libc::SIGXFSZ) {
+                debug!("ignoring {signal} raised by drainit itself");
+            }
+            return None;
+        }
+        Some(signal)
+    }
+
+    /// Passes a signal on to the app, while there is one to reach.
+    fn forward(&self, signal: Signal) {
+        match self.app_target() {
+            Some(target) => {
+                self.signal(target, signal);
+                debug!("forwarded {signal} to {}", describe_target(target));
+            }
+            None => debug!("{signal} not forwarded: the app has exited"),
+        }
     }
 
     /// Tells the health listener, if any, that a drain has started.
