@@ -164,17 +164,23 @@ pub struct Machine<'p> {
     group_stopped: bool,
     /// The app's exit code, once it is reaped.
     app_code: Option<i32>,
+    /// The signals `passes_through` says yes to, worked out after each step:
+    /// the supervisor's hot path reads one word.
+    through: SigSet,
 }
 
 impl<'p> Machine<'p> {
     pub fn new(policy: &'p Policy) -> Machine<'p> {
-        Machine {
+        let mut machine = Machine {
             policy,
             phase: Phase::Running,
             drain_start: None,
             group_stopped: false,
             app_code: None,
-        }
+            through: SigSet::EMPTY,
+        };
+        machine.through = machine.pass_through_set();
+        machine
     }
 
     /// Whether the app has exited and drainit waits for what it left.
@@ -240,6 +246,7 @@ impl<'p> Machine<'p> {
                 }
             }
         }
+        self.through = self.pass_through_set();
         actions
     }
 
@@ -270,9 +277,19 @@ impl<'p> Machine<'p> {
     /// the time: the supervisor then forwards the signal at once, before any
     /// other work of the wake-up, and does not step the machine for it.
     pub fn passes_through(&self, signal: Signal) -> bool {
-        self.route(signal) == Route::Forward
-            && signal != Signal::TERM
-            && (self.group_stopped || !is_stop_signal(signal))
+        self.through.contains(signal)
+    }
+
+    /// Every signal that a step would only forward, unchanged (see `forward`).
+    fn pass_through_set(&self) -> SigSet {
+        SigSet::all()
+            .iter()
+            .filter(|&signal| {
+                self.route(signal) == Route::Forward
+                    && signal != Signal::TERM
+                    && (self.group_stopped || !is_stop_signal(signal))
+            })
+            .fold(SigSet::EMPTY, SigSet::with)
     }
 
     fn on_signal(&mut self, signal: Signal, now: Duration, actions: &mut Vec<Action>) {

@@ -190,9 +190,19 @@ pub struct SigSet(pub u64);
 impl SigSet {
     pub const EMPTY: SigSet = SigSet(0);
 
+    /// What job control reacts to: SIGCHLD, SIGCONT and the stops of a terminal.
+    pub const JOB_CONTROL: SigSet = SigSet(
+        1 << (CHLD - 1) | 1 << (CONT - 1) | 1 << (TSTP - 1) | 1 << (TTIN - 1) | 1 << (TTOU - 1),
+    );
+
     /// Every signal a process can block or catch: all but KILL and STOP.
     pub fn catchable() -> SigSet {
-        SigSet(!0).without(Signal::KILL).without(Signal(STOP))
+        SigSet::all().without(Signal::KILL).without(Signal(STOP))
+    }
+
+    /// Every signal, 1 to 64.
+    pub fn all() -> SigSet {
+        SigSet(!0)
     }
 
     pub fn of(signals: &[Signal]) -> SigSet {
@@ -205,6 +215,10 @@ impl SigSet {
 
     pub fn without(self, s: Signal) -> SigSet {
         SigSet(self.0 & !s.bit())
+    }
+
+    pub fn intersects(self, other: SigSet) -> bool {
+        self.0 & other.0 != 0
     }
 
     pub fn contains(self, s: Signal) -> bool {
@@ -310,6 +324,19 @@ mod tests {
             Ok(SigSet::of(&[Signal::TERM, Signal::INT]))
         );
         assert!(SigSet::parse(",").is_err());
+    }
+
+    #[test]
+    fn job_control_set_is_the_five_signals() {
+        let names = ["CHLD", "CONT", "TSTP", "TTIN", "TTOU"];
+        let set = SigSet::of(&names.map(|n| Signal::parse(n).unwrap()));
+        assert_eq!(SigSet::JOB_CONTROL, set);
+        assert_eq!(
+            SigSet::JOB_CONTROL.to_string(),
+            "SIGCHLD,SIGCONT,SIGTSTP,SIGTTIN,SIGTTOU"
+        );
+        assert!(SigSet::JOB_CONTROL.intersects(SigSet::of(&[Signal::CONT])));
+        assert!(!SigSet::JOB_CONTROL.intersects(SigSet::of(&[Signal::TERM])));
     }
 
     #[test]

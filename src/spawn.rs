@@ -18,7 +18,7 @@ use log::{debug, info, warn};
 
 use crate::cli::Launch;
 use crate::error::Error;
-use crate::signals::Signal;
+use crate::signals::{SigSet, Signal};
 use crate::sys::{self, ChildSetup, Program, StartError, Target};
 use crate::text::Escaped;
 
@@ -90,9 +90,12 @@ impl App {
     /// continue the app: drainit does at once and warns, unless the stop came
     /// through drainit from a process (`docker kill -s TSTP`), which was asked
     /// for. A SIGSTOP is never undone.
-    pub fn job_control(&mut self, received: &[sys::Received], alive: bool) {
+    pub fn job_control(&mut self, received: &sys::Batch, alive: bool) {
+        if !received.signals().intersects(SigSet::JOB_CONTROL) {
+            return;
+        }
         let mut child_changed = false;
-        for r in received {
+        for r in received.as_slice() {
             match r.signal {
                 // Sent by someone (`docker kill -s TSTP`), not by the terminal.
                 libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU if !r.from_kernel => {

@@ -92,6 +92,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         pid1,
         self_pid: sys::pid(),
         app_alive: true,
+        children_changed: true,
         started: Instant::now(),
         machine: Machine::new(&launch.policy),
     }
@@ -106,6 +107,9 @@ struct Supervisor<'a> {
     pid1: bool,
     self_pid: i32,
     app_alive: bool,
+    /// A child may have exited since the last `waitpid` that found none
+    /// (true at start: nothing has been looked at yet).
+    children_changed: bool,
     started: Instant,
     machine: Machine<'a>,
 }
@@ -116,23 +120,22 @@ impl Supervisor<'_> {
     }
 
     fn supervise(mut self, signals: &SignalFd) -> i32 {
-        let mut received = Vec::with_capacity(16);
+        let mut received = sys::Batch::new();
         let mut events = Vec::with_capacity(16);
+        // Changes only when the machine steps: kept here, the hot path below
+        // reads nothing it has not just touched.
+        let mut deadline = self.machine.next_deadline();
         loop {
-            let timeout = self
-                .machine
-                .next_deadline()
-                .map(|due| due.saturating_sub(self.now()));
+            let timeout = deadline.map(|due| due.saturating_sub(self.now()));
             if let Err(e) = signals.wait(timeout) {
                 error!("poll failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
-            received.clear();
-            if let Err(e) = signals.read_all(&mut received) {
+            if let Err(e) = signals.read(&mut received) {
                 error!("cannot read signals: {e}");
             }
             events.clear();
-            for r in &received {
+            for r in received.as_slice() {
                 let Some(signal) = self.sent_by_others(r) else {
                     continue;
                 };
@@ -144,7 +147,16 @@ impl Supervisor<'_> {
                     events.push(Event::Signal(signal));
                 }
             }
-            while let Some((pid, status)) = sys::reap_one() {
+            // Every exit of a child, orphans included, raises a SIGCHLD after
+            // the fact: a wake without one costs no waitpid.
+            if received.signals().contains(Signal::CHLD) {
+                self.children_changed = true;
+            }
+            while self.children_changed {
+                let Some((pid, status)) = sys::reap_one() else {
+                    self.children_changed = false;
+                    break;
+                };
                 if pid == self.app.pid && self.app_alive {
                     self.app_alive = false;
                     if let Some(health) = &self.health {
@@ -157,7 +169,7 @@ impl Supervisor<'_> {
                 }
             }
             self.app.job_control(&received, self.app_alive);
-            if events.is_empty() && self.machine.next_deadline().is_none() {
+            if events.is_empty() && deadline.is_none() {
                 // Nothing to step: a Tick without a deadline does nothing, and
                 // leftovers are only awaited with one. No clock read.
                 continue;
@@ -178,6 +190,7 @@ impl Supervisor<'_> {
             if let Some(code) = self.feed(Event::Tick, now) {
                 return code;
             }
+            deadline = self.machine.next_deadline();
         }
     }
 

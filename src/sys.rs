@@ -166,12 +166,46 @@ pub struct Received {
     pub from_kernel: bool,
 }
 
+/// How many signals one read takes at most.
+const BATCH: usize = 16;
+
+/// The signals one `SignalFd::read` took, kept on the stack of the loop that
+/// reads them: the hot path touches no heap.
+pub struct Batch {
+    len: usize,
+    items: [Received; BATCH],
+    /// Which signals are among them.
+    signals: SigSet,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch {
+            len: 0,
+            items: [Received {
+                signal: 0,
+                sender: 0,
+                from_kernel: false,
+            }; BATCH],
+            signals: SigSet::EMPTY,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Received] {
+        self.items.get(..self.len).unwrap_or(&[])
+    }
+
+    pub fn signals(&self) -> SigSet {
+        self.signals
+    }
+}
+
 /// A close-on-exec signalfd for the given set, read the cheapest way: with
 /// nothing due, the read itself is the wait (one syscall per wake, as for
 /// catatonit); with a deadline, `poll` bounds it.
 pub struct SignalFd {
     fd: OwnedFd,
-    /// What the next `read_all` may do, as the last `wait` found it.
+    /// What the next `read` may do, as the last `wait` found it.
     next: std::cell::Cell<NextRead>,
 }
 
@@ -206,54 +240,57 @@ impl SignalFd {
         })
     }
 
-    /// Appends the pending signals to `out`, after `wait`: blocks for the
-    /// first one if `wait` had no timeout, and never blocks otherwise.
-    pub fn read_all(&self, out: &mut Vec<Received>) -> io::Result<()> {
-        const N: usize = 16;
-        let mode = self.next.replace(NextRead::Nothing);
-        if mode == NextRead::Nothing {
+    /// Reads pending signals into `out` (at most a batch's worth; more stay
+    /// pending, and the next `wait` finds them at once), after `wait`: blocks
+    /// for the first one if `wait` had no timeout, and never blocks otherwise.
+    pub fn read(&self, out: &mut Batch) -> io::Result<()> {
+        out.len = 0;
+        out.signals = SigSet::EMPTY;
+        if self.next.replace(NextRead::Nothing) == NextRead::Nothing {
             return Ok(());
         }
         // Not zeroed: this runs on every wake, and the kernel fills what it returns.
-        let mut buf = [const { std::mem::MaybeUninit::<libc::signalfd_siginfo>::uninit() }; N];
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        let room = std::mem::size_of_val(&buf);
-        loop {
-            // SAFETY: `buf` is writable for `room` bytes and outlives the call.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), room) };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                return match err.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(err),
-                };
+        let mut buf = [const { std::mem::MaybeUninit::<libc::signalfd_siginfo>::uninit() }; BATCH];
+        let n = loop {
+            // SAFETY: `buf` is writable for its whole size and outlives the call.
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    std::mem::size_of_val(&buf),
+                )
+            };
+            if n >= 0 {
+                break n;
             }
-            // A signalfd returns whole records only.
-            let count = usize::try_from(n)
-                .unwrap_or(0)
-                .checked_div(size)
-                .unwrap_or(0);
-            out.extend(buf.iter().take(count).map(|i| {
-                // SAFETY: the kernel wrote the first `count` records in full.
-                let i = unsafe { i.assume_init_ref() };
-                if i.ssi_signo == libc::SIGCHLD as u32 {
-                    CHILD_CHANGED.store(true, Ordering::Release);
-                }
-                Received {
-                    signal: i.ssi_signo as i32,
-                    sender: i.ssi_pid,
-                    from_kernel: i.ssi_code == libc::SI_KERNEL,
-                }
-            }));
-            // A full buffer: read on only if more is pending (a read would block).
-            if count < N || !self.readable(Some(Duration::ZERO))? {
-                return Ok(());
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
             }
+        };
+        // A signalfd returns whole records only.
+        let count = usize::try_from(n)
+            .unwrap_or(0)
+            .checked_div(std::mem::size_of::<libc::signalfd_siginfo>())
+            .unwrap_or(0);
+        for (slot, record) in out.items.iter_mut().zip(buf.iter().take(count)) {
+            // SAFETY: the kernel wrote the first `count` records in full.
+            let record = unsafe { record.assume_init_ref() };
+            *slot = Received {
+                signal: record.ssi_signo as i32,
+                sender: record.ssi_pid,
+                from_kernel: record.ssi_code == libc::SI_KERNEL,
+            };
+            if let Some(signal) = Signal::new(slot.signal) {
+                out.signals = out.signals.with(signal);
+            }
+            out.len = out.len.saturating_add(1);
         }
+        Ok(())
     }
 
     /// Waits until a signal is pending or `timeout` passes (`None`: no
-    /// timeout, and then the wait is `read_all`'s read).
+    /// timeout, and then the wait is `read`'s read).
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
         let next = match timeout {
             None => NextRead::Block,
@@ -282,20 +319,11 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new as c_int) })
 }
 
-/// Whether a child may have changed state since `reap_one` last found none:
-/// set when the signalfd yields a SIGCHLD (every exit of a child, orphans
-/// included, raises one after the fact), so that a wake for any other signal
-/// costs no `waitpid`. True at start: nothing has been looked at yet.
-static CHILD_CHANGED: AtomicBool = AtomicBool::new(true);
-
-/// Reaps one exited child, if any: `waitpid(-1, WNOHANG)`, skipped when no
-/// SIGCHLD was read since the last call that found none. Stopped and
+/// Reaps one exited child, if any: `waitpid(-1, WNOHANG)`. Stopped and
 /// continued children are not reported, so a stopped app is never taken for
-/// an exited one.
+/// an exited one. `None`: nothing left to reap now; a child that exits from
+/// now on raises a new SIGCHLD.
 pub fn reap_one() -> Option<(i32, Status)> {
-    if !CHILD_CHANGED.load(Ordering::Acquire) {
-        return None;
-    }
     loop {
         let mut status: c_int = 0;
         // SAFETY: `status` is a valid, writable int for the call.
@@ -304,8 +332,6 @@ pub fn reap_one() -> Option<(i32, Status)> {
             continue;
         }
         if pid <= 0 {
-            // Nothing left: a child that exits from now on raises a new SIGCHLD.
-            CHILD_CHANGED.store(false, Ordering::Release);
             return None;
         }
         if libc::WIFEXITED(status) {

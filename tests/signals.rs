@@ -1,6 +1,7 @@
 //! Every signal drainit receives but SIGCHLD reaches the app; drainit itself
-//! is never stopped; a signal sent right after start is not lost; a stopped
-//! app is not taken for an exited one.
+//! is never stopped; a signal sent right after start is not lost, nor is any
+//! of a burst bigger than one read; a stopped app is not taken for an exited
+//! one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
@@ -166,5 +167,53 @@ fn a_stopped_app_is_not_taken_for_an_exited_one() {
             "{:?}",
             lines(&log)
         );
+    }
+}
+
+#[test]
+fn a_burst_larger_than_one_read_reaches_the_app_whole() {
+    // drainit takes at most 16 signals a read: 30 queued while it is stopped
+    // must all reach the app once it runs again, however they are split.
+    let burst: Vec<i32> = (34..64).collect();
+    for mode in BOTH {
+        if !can_run(mode) {
+            continue;
+        }
+        let dir = Scratch::new("burst");
+        let (ready, log) = (dir.path("ready"), dir.path("log"));
+        let mut r = Drainit::new(mode)
+            .app(&["--ready", &dir.str("ready"), "--log", &dir.str("log")])
+            .spawn();
+        r.ready(&ready);
+        let drainit = r.pid();
+        kill(drainit, SIGSTOP);
+        wait_until(secs(10.0), || (state(drainit) == Some('T')).then_some(()))
+            .expect("drainit stops");
+        for signal in &burst {
+            kill(drainit, *signal);
+        }
+        kill(drainit, SIGCONT);
+        let want: Vec<String> = burst.iter().map(|n| format!("SIG{n}")).collect();
+        let got = wait_until(secs(10.0), || {
+            let log = lines(&log);
+            want.iter().all(|w| log.contains(w)).then_some(log)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{mode:?}: not every signal of the burst reached the app: {:?}\n{}",
+                lines(&log),
+                r.stderr()
+            )
+        });
+        for w in &want {
+            assert_eq!(
+                got.iter().filter(|l| *l == w).count(),
+                1,
+                "{mode:?}: {w} exactly once: {got:?}"
+            );
+        }
+        r.signal(SIGTERM);
+        let out = r.wait(secs(10.0));
+        assert_eq!(out.code, Some(0), "{mode:?}: {}", out.stderr);
     }
 }
