@@ -119,9 +119,9 @@ def main():
     sig_all = {}
     raws = [list(map(float, l.split())) for l in open(os.path.join(w, "sig_raw.txt"))]
     for line, raw in zip(open(os.path.join(w, "sig.tsv")), raws):
-        n, setting, med, p99, mx, cnt, lost, own = line.split()
+        n, setting, med, p99, mx, cnt, lost, own, cpu_ns = line.split()
         sig_all[(n, setting)] = dict(med=float(med), p99=float(p99), max=float(mx), n=int(cnt), lost=int(lost),
-                                     own=own, raw=raw)
+                                     own=own, raw=raw, cpu=int(cpu_ns) / 1000 / max(int(cnt), 1))
     settings = [x for x in ("cgroup", "root") if any(k[1] == x for k in sig_all)]
     primary = settings[0] if settings else "root"
     sig = {n: v for (n, setting), v in sig_all.items() if setting == primary}
@@ -193,6 +193,15 @@ def main():
         p(f"| {label[setting]} | " + " | ".join(
             f"{fmt(sig_all[(n, setting)]['med'], 1)} / {fmt(sig_all[(n, setting)]['p99'], 1)}"
             if (n, setting) in sig_all else "n/a" for n in names) + " |")
+    p("")
+    p("The init's own CPU time per forwarded signal, µs (`/proc/PID/schedstat` over the sends; user and kernel "
+      "time, the read, the kill and the wake-ups included), which scheduling noise hardly moves:")
+    p("")
+    p("| setting | " + " | ".join(names) + " |")
+    p("|---|" + "---|" * len(names))
+    for setting in settings:
+        p(f"| {label[setting]} | " + " | ".join(
+            fmt(sig_all[(n, setting)]["cpu"], 1) if (n, setting) in sig_all else "n/a" for n in names) + " |")
     p("")
     p("Signal latency is not only the init's doing: "
       + (", ".join(own) + (" starts its app in a session of its own (setsid)" if len(own) == 1
@@ -276,7 +285,9 @@ def main():
                f"in {label[primary]}: drainit {fmt(sig['drainit']['p99'], 1)} µs vs best peer {best} "
                f"{fmt(sp[best], 1)} µs; 95% bootstrap interval of the difference: {lo:+.0f} to {hi:+.0f} µs"
                + (" (contains 0: no significant difference)" if tie else "")
-               + "; medians: " + ", ".join(f"{n} {fmt(sig[n]['med'], 1)}" for n in names if n in sig) + " µs",
+               + "; medians: " + ", ".join(f"{n} {fmt(sig[n]['med'], 1)}" for n in names if n in sig) + " µs"
+               + "; the init's CPU per signal: " + ", ".join(f"{n} {fmt(sig[n]['cpu'], 1)}" for n in names if n in sig)
+               + " µs",
                pvalue=1.0 if tie else 0.0)
 
     peers = {n: storm[n]["med"] for n in names if n != "drainit" and not math.isnan(storm[n]["med"])}
@@ -339,7 +350,9 @@ def main():
       "a FIFO; all inits visited in a fresh random order each round, 0.5-1.5 ms of idle before each send. "
       "Each init runs twice at once: in a cpu cgroup of its own (made for the run and removed after; "
       "the init and its app inside it, as a container runtime places them) and in the bench's own cgroup. "
-      "p99 is the nearest-rank 99th percentile; its 95% interval comes from 1000 bootstrap resamples.")
+      "p99 is the nearest-rank 99th percentile; its 95% interval comes from 1000 bootstrap resamples. "
+      "The init's CPU per signal is the growth of the first field of `/proc/PID/schedstat` (time on a CPU, ns) "
+      "over all the sends, divided by the signals.")
     p("- **orphan storm**: `benchtool storm` as the app of each init as PID 1: a middle process forks "
       f"{a.storm_n} children (blocked in pause()) in their own process group and exits, so they are orphans of "
       "PID 1; one `kill(-pgid, SIGKILL)` releases them all at once; the clock runs from that kill until "
