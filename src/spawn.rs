@@ -79,7 +79,8 @@ pub fn spawn(launch: &Launch, inherited: sys::Inherited) -> Result<App, Error> {
 
 impl App {
     /// Job control, once per wake of the supervisor, after reaping and before
-    /// the received signals are forwarded.
+    /// the received job-control signals are forwarded; `stopped`: the app
+    /// was stopped by that signal (the reaping saw it).
     ///
     /// When the app is stopped by a terminal stop signal (Ctrl-Z: SIGTSTP;
     /// SIGTTIN, SIGTTOU) and drainit is a job of a job-control shell, drainit
@@ -90,11 +91,10 @@ impl App {
     /// continue the app: drainit does at once and warns, unless the stop came
     /// through drainit from a process (`docker kill -s TSTP`), which was asked
     /// for. A SIGSTOP is never undone.
-    pub fn job_control(&mut self, received: &sys::Batch, alive: bool) {
-        if !received.signals().intersects(SigSet::JOB_CONTROL) {
+    pub fn job_control(&mut self, received: &sys::Batch, stopped: Option<Signal>) {
+        if stopped.is_none() && !received.signals().intersects(SigSet::JOB_CONTROL) {
             return;
         }
-        let mut child_changed = false;
         for r in received.as_slice() {
             match r.signal {
                 // Sent by someone (`docker kill -s TSTP`), not by the terminal.
@@ -111,14 +111,10 @@ impl App {
                         debug!("cannot give the terminal back to the app's group: {e}");
                     }
                 }
-                libc::SIGCHLD => child_changed = true,
                 _ => {}
             }
         }
-        if !(child_changed && alive) {
-            return;
-        }
-        let Some(signal) = sys::stopped(self.pid).and_then(Signal::new) else {
+        let Some(signal) = stopped else {
             return;
         };
         if !matches!(

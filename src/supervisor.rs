@@ -18,7 +18,7 @@ use crate::listener::{self, Listener};
 use crate::procfs;
 use crate::signals::{SigSet, Signal};
 use crate::spawn::{self, App};
-use crate::sys::{self, Inherited, SignalFd, Target};
+use crate::sys::{self, ChildChange, Inherited, SignalFd, Target};
 use crate::time::{format_duration, since};
 
 pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
@@ -139,9 +139,14 @@ impl Supervisor<'_> {
                 let Some(signal) = self.sent_by_others(r) else {
                     continue;
                 };
-                if events.is_empty() && self.machine.passes_through(signal) {
+                if events.is_empty()
+                    && self.machine.passes_through(signal)
+                    && !SigSet::JOB_CONTROL.contains(signal)
+                {
                     // The hot path: a signal the machine would only pass on goes
                     // out now, before any bookkeeping, and costs one kill(2).
+                    // Not SIGCONT and the stops: job control comes first for
+                    // them (the terminal goes back to the app before SIGCONT).
                     self.forward(signal);
                 } else {
                     events.push(Event::Signal(signal));
@@ -152,13 +157,24 @@ impl Supervisor<'_> {
             if received.signals().contains(Signal::CHLD) {
                 self.children_changed = true;
             }
+            let mut app_stopped = None;
             while self.children_changed {
-                let Some((pid, status)) = sys::reap_one() else {
+                let Some((pid, change)) = sys::next_child_change() else {
                     self.children_changed = false;
                     break;
                 };
+                let status = match change {
+                    ChildChange::Exited(status) => status,
+                    ChildChange::Stopped(signal) => {
+                        if pid == self.app.pid && self.app_alive {
+                            app_stopped = Signal::new(signal);
+                        }
+                        continue;
+                    }
+                };
                 if pid == self.app.pid && self.app_alive {
                     self.app_alive = false;
+                    app_stopped = None;
                     if let Some(health) = &self.health {
                         health.exited(status.code());
                     }
@@ -168,7 +184,7 @@ impl Supervisor<'_> {
                     debug!("reaped pid {pid} ({})", describe(status));
                 }
             }
-            self.app.job_control(&received, self.app_alive);
+            self.app.job_control(&received, app_stopped);
             if events.is_empty() && deadline.is_none() {
                 // Nothing to step: a Tick without a deadline does nothing, and
                 // leftovers are only awaited with one. No clock read.

@@ -319,15 +319,25 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new as c_int) })
 }
 
-/// Reaps one exited child, if any: `waitpid(-1, WNOHANG)`. Stopped and
-/// continued children are not reported, so a stopped app is never taken for
-/// an exited one. `None`: nothing left to reap now; a child that exits from
-/// now on raises a new SIGCHLD.
-pub fn reap_one() -> Option<(i32, Status)> {
+/// What `waitpid` reported about a child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildChange {
+    /// It exited and is reaped.
+    Exited(Status),
+    /// It was stopped by this signal (reported once per stop).
+    Stopped(i32),
+}
+
+/// The next change of a child, if any: `waitpid(-1, WNOHANG | WUNTRACED)`,
+/// which reaps an exited child or reports a stopped one, so a stopped app is
+/// never taken for an exited one. Continued children are not reported.
+/// `None`: nothing left to report now; a child that exits or stops from now
+/// on raises a new SIGCHLD.
+pub fn next_child_change() -> Option<(i32, ChildChange)> {
     loop {
         let mut status: c_int = 0;
         // SAFETY: `status` is a valid, writable int for the call.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED) };
         if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;
         }
@@ -335,10 +345,19 @@ pub fn reap_one() -> Option<(i32, Status)> {
             return None;
         }
         if libc::WIFEXITED(status) {
-            return Some((pid, Status::Exited(libc::WEXITSTATUS(status))));
+            return Some((
+                pid,
+                ChildChange::Exited(Status::Exited(libc::WEXITSTATUS(status))),
+            ));
         }
         if libc::WIFSIGNALED(status) {
-            return Some((pid, Status::Signaled(libc::WTERMSIG(status))));
+            return Some((
+                pid,
+                ChildChange::Exited(Status::Signaled(libc::WTERMSIG(status))),
+            ));
+        }
+        if libc::WIFSTOPPED(status) {
+            return Some((pid, ChildChange::Stopped(libc::WSTOPSIG(status))));
         }
     }
 }
@@ -994,26 +1013,6 @@ fn is_elf(path: *const c_char) -> bool {
 }
 
 // ---------------------------------------------------------------- job control
-
-/// If the child `pid` has stopped since last asked: the signal that stopped it.
-/// Exits are left for [`reap_one`].
-pub fn stopped(pid: i32) -> Option<i32> {
-    let Ok(id) = libc::id_t::try_from(pid) else {
-        return None;
-    };
-    // SAFETY: siginfo_t is plain old data; all-zero is a valid value.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `info` is valid and writable for the call; WSTOPPED without
-    // WEXITED only reports (and consumes) a stop, never an exit.
-    let ret = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WSTOPPED | libc::WNOHANG) };
-    // SAFETY: after a successful waitid, si_pid and si_status are set (si_pid 0:
-    // nothing to report).
-    if ret < 0 || unsafe { info.si_pid() } == 0 || info.si_code != libc::CLD_STOPPED {
-        return None;
-    }
-    // SAFETY: as above.
-    Some(unsafe { info.si_status() })
-}
 
 /// Whether drainit runs as a job of a job-control shell: it leads a process
 /// group of its own, and its parent is in another group of the same session
