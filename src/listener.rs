@@ -9,6 +9,10 @@
 //!   app has exited.
 //! - anything else: 404 (unknown path) or 405 (other method).
 //!
+//! With `--url`, `/ready` also asks the app, in a worker thread, one check at
+//! a time: every `/ready` that comes while a check runs waits for that
+//! check's answer, and nothing else waits for it.
+//!
 //! It runs in a thread of its own, which sleeps in one `poll` with no timeout
 //! while no client is connected (no idle wake-up), and it knows nothing of
 //! signals: the supervisor tells it what to answer through [`Status`]. Each
@@ -20,6 +24,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -132,8 +137,11 @@ impl Listener {
     }
 
     fn run(self, status: &Status) {
+        let mut app_check = self.app_health.clone().map(AppCheck::new);
         let mut connections: Vec<Connection> = Vec::new();
-        let mut fds: Vec<PollFd> = Vec::with_capacity(MAX_CONNECTIONS.saturating_add(1));
+        let mut fds: Vec<PollFd> = Vec::with_capacity(MAX_CONNECTIONS.saturating_add(2));
+        // Which connection each poll entry after the fixed ones is.
+        let mut polled: Vec<usize> = Vec::with_capacity(MAX_CONNECTIONS);
         loop {
             let now = Instant::now();
             connections.retain(|c| !c.done && c.deadline > now);
@@ -143,20 +151,44 @@ impl Listener {
                 .min();
             fds.clear();
             fds.push(PollFd::readable(self.socket.as_raw_fd()));
-            fds.extend(connections.iter().map(Connection::poll_fd));
+            let check_fd = app_check.as_ref().and_then(AppCheck::running_fd);
+            fds.extend(check_fd.map(PollFd::readable));
+            polled.clear();
+            // A connection that waits for the app's check has nothing to do
+            // until the check wakes this loop (its deadline still counts).
+            polled.extend((0..connections.len()).filter(|&i| {
+                connections
+                    .get(i)
+                    .is_some_and(|c| c.waits_for_app.is_none())
+            }));
+            fds.extend(
+                polled
+                    .iter()
+                    .filter_map(|&i| connections.get(i).map(Connection::poll_fd)),
+            );
             if sys::poll(&mut fds, timeout).is_err() {
                 // Nothing useful to do about a failing poll but not spin.
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
-            let ready: Vec<bool> = fds.iter().map(PollFd::ready).collect();
-            let mut ready = ready.into_iter();
+            let mut ready = fds.iter().map(PollFd::ready);
             let accept = ready.next() == Some(true);
+            let checked = check_fd.is_some() && ready.next() == Some(true);
             // Connections first: accepting may drop the oldest, which would
             // shift them against their poll results.
-            for (connection, ready) in connections.iter_mut().zip(ready) {
-                if ready {
-                    connection.progress(status, self.app_health.as_ref());
+            for (&i, ready) in polled.iter().zip(ready) {
+                if let (true, Some(connection)) = (ready, connections.get_mut(i)) {
+                    connection.progress(status, app_check.is_some());
+                }
+            }
+            if let Some(check) = &mut app_check {
+                if checked && let Some(result) = check.finished() {
+                    for connection in connections.iter_mut() {
+                        connection.app_answered(&result, status);
+                    }
+                }
+                if connections.iter().any(|c| c.waits_for_app.is_some()) {
+                    check.start(&mut connections, status);
                 }
             }
             if accept {
@@ -194,6 +226,8 @@ struct Connection {
     deadline: Instant,
     request: Vec<u8>,
     answer: Option<Vec<u8>>,
+    /// `/ready` waits for the app's own check (`Some(head_only)`).
+    waits_for_app: Option<bool>,
     written: usize,
     done: bool,
 }
@@ -207,6 +241,7 @@ impl Connection {
                 .unwrap_or_else(Instant::now),
             request: Vec::new(),
             answer: None,
+            waits_for_app: None,
             written: 0,
             done: false,
         }
@@ -220,16 +255,28 @@ impl Connection {
         }
     }
 
-    fn progress(&mut self, status: &Status, app_health: Option<&Health>) {
+    fn progress(&mut self, status: &Status, asks_app: bool) {
         if self.answer.is_none() {
-            self.read(status, app_health);
+            self.read(status, asks_app);
         }
         if self.answer.is_some() {
             self.write();
         }
     }
 
-    fn read(&mut self, status: &Status, app_health: Option<&Health>) {
+    /// The app's check is done: a `/ready` that waited for it is answered
+    /// now, by the phase as it is now (a drain may have started meanwhile).
+    fn app_answered(&mut self, result: &(bool, String), status: &Status) {
+        let Some(head_only) = self.waits_for_app.take() else {
+            return;
+        };
+        let mut response = ready(status.get(), Some(result));
+        response.head_only = head_only;
+        self.answer = Some(response.render());
+        self.write();
+    }
+
+    fn read(&mut self, status: &Status, asks_app: bool) {
         let mut buf = [0u8; 512];
         loop {
             match self.stream.read(&mut buf) {
@@ -241,8 +288,10 @@ impl Connection {
                     let Some(chunk) = buf.get(..n) else { return };
                     self.request.extend_from_slice(chunk);
                     if let Some(head) = complete_head(&self.request) {
-                        let request = parse_request(head);
-                        self.answer = Some(respond(&request, status.get(), app_health).render());
+                        match respond(&parse_request(head), status.get(), asks_app) {
+                            Reply::Now(response) => self.answer = Some(response.render()),
+                            Reply::AskApp { head_only } => self.waits_for_app = Some(head_only),
+                        }
                         return;
                     }
                     if self.request.len() > MAX_REQUEST {
@@ -350,37 +399,136 @@ impl Response {
     }
 }
 
-/// The answer to a request, given what the app is doing.
-fn respond(request: &Option<Request<'_>>, phase: Phase, app_health: Option<&Health>) -> Response {
+/// What to answer a request with: now, or once the app's own check is done.
+enum Reply {
+    Now(Response),
+    /// `/ready` while the app runs, with `--url`: the app is asked first.
+    AskApp {
+        head_only: bool,
+    },
+}
+
+/// The answer to a request, given what the app is doing; `asks_app`:
+/// `--url` makes `/ready` ask the app too while it runs.
+fn respond(request: &Option<Request<'_>>, phase: Phase, asks_app: bool) -> Reply {
     let Some(request) = request else {
-        return Response::new(400, "not an HTTP/1.x request\n".into());
+        return Reply::Now(Response::new(400, "not an HTTP/1.x request\n".into()));
     };
     let head_only = request.method == "HEAD";
     if request.method != "GET" && !head_only {
-        return Response::new(405, "only GET and HEAD\n".into());
+        return Reply::Now(Response::new(405, "only GET and HEAD\n".into()));
     }
     let mut response = match (request.path, phase) {
-        ("/ready" | "/live", Phase::Exited { code }) => {
+        ("/ready", Phase::Running) if asks_app => return Reply::AskApp { head_only },
+        ("/ready", phase) => ready(phase, None),
+        ("/live", Phase::Exited { code }) => {
             Response::new(503, format!("the app has exited (code {code})\n"))
         }
-        ("/ready", Phase::Draining { at, signal }) => Response::new(
-            503,
-            format!("draining since {} ({signal})\n", since(at.elapsed())),
-        ),
         ("/live", Phase::Draining { .. }) => Response::new(200, "live (draining)\n".into()),
         ("/live", Phase::Running) => Response::new(200, "live\n".into()),
-        ("/ready", Phase::Running) => match app_health {
-            None => Response::new(200, "ready\n".into()),
-            // Bounded by --timeout, lookup included (see health::check).
-            Some(health) => match crate::health::check(health) {
-                (true, reason) => Response::new(200, format!("ready: {reason}\n")),
-                (false, reason) => Response::new(503, format!("not ready: {reason}\n")),
-            },
-        },
         _ => Response::new(404, "no such path: try /ready or /live\n".into()),
     };
     response.head_only = head_only;
-    response
+    Reply::Now(response)
+}
+
+/// `/ready`'s answer in `phase`; `app`: what the app's own check said, when
+/// it was asked.
+fn ready(phase: Phase, app: Option<&(bool, String)>) -> Response {
+    match (phase, app) {
+        (Phase::Exited { code }, _) => {
+            Response::new(503, format!("the app has exited (code {code})\n"))
+        }
+        (Phase::Draining { at, signal }, _) => Response::new(
+            503,
+            format!("draining since {} ({signal})\n", since(at.elapsed())),
+        ),
+        (Phase::Running, None) => Response::new(200, "ready\n".into()),
+        (Phase::Running, Some((true, reason))) => Response::new(200, format!("ready: {reason}\n")),
+        (Phase::Running, Some((false, reason))) => {
+            Response::new(503, format!("not ready: {reason}\n"))
+        }
+    }
+}
+
+/// The app's own check (`--url`), one at a time in a thread of its own, so
+/// that no probe waits for another: every `/ready` that comes while a check
+/// runs is answered by that check, and `/live` never waits.
+struct AppCheck {
+    health: Health,
+    /// The worker writes a byte to the second when its answer is in `answer`;
+    /// `None`: no socket pair, so checks run in the listener's own thread.
+    wake: Option<(UnixStream, UnixStream)>,
+    answer: Arc<Mutex<Option<(bool, String)>>>,
+    running: bool,
+}
+
+impl AppCheck {
+    fn new(health: Health) -> AppCheck {
+        let wake = UnixStream::pair()
+            .and_then(|(ours, theirs)| ours.set_nonblocking(true).map(|()| (ours, theirs)))
+            .ok();
+        AppCheck {
+            health,
+            wake,
+            answer: Arc::new(Mutex::new(None)),
+            running: false,
+        }
+    }
+
+    /// What to poll for the running check's end.
+    fn running_fd(&self) -> Option<std::os::fd::RawFd> {
+        let (ours, _) = self.wake.as_ref().filter(|_| self.running)?;
+        Some(ours.as_raw_fd())
+    }
+
+    /// Starts a check unless one runs. Without a worker (no thread, no
+    /// socket pair), checks here and answers the waiting connections at once.
+    fn start(&mut self, connections: &mut [Connection], status: &Status) {
+        if self.running {
+            return;
+        }
+        let worker = self
+            .wake
+            .as_ref()
+            .and_then(|(_, theirs)| theirs.try_clone().ok());
+        if let Some(mut theirs) = worker {
+            let health = self.health.clone();
+            let slot = Arc::clone(&self.answer);
+            let spawned = std::thread::Builder::new()
+                .name("app-health".into())
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    // Bounded by --timeout, lookup included (see health::check).
+                    let answer = crate::health::check(&health);
+                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+                    let _ = theirs.write(&[1]);
+                });
+            if spawned.is_ok() {
+                self.running = true;
+                return;
+            }
+        }
+        let result = crate::health::check(&self.health);
+        for connection in connections.iter_mut() {
+            connection.app_answered(&result, status);
+        }
+    }
+
+    /// The running check's answer, once its worker has woken the listener.
+    fn finished(&mut self) -> Option<(bool, String)> {
+        if let Some((ours, _)) = &self.wake {
+            let mut byte = [0u8; 16];
+            while matches!((&*ours).read(&mut byte), Ok(n) if n > 0) {}
+        }
+        let answer = self
+            .answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        self.running = false;
+        Some(answer)
+    }
 }
 
 #[cfg(test)]
@@ -438,8 +586,10 @@ mod tests {
     }
 
     fn answer(head: &[u8], phase: Phase) -> (u16, String) {
-        let r = respond(&parse_request(head), phase, None);
-        (r.code, r.body)
+        match respond(&parse_request(head), phase, false) {
+            Reply::Now(r) => (r.code, r.body),
+            Reply::AskApp { .. } => panic!("asks the app without --url"),
+        }
     }
 
     #[test]
@@ -470,12 +620,48 @@ mod tests {
     }
 
     #[test]
+    fn with_url_only_a_running_apps_ready_asks_the_app() {
+        let head = b"HEAD /ready HTTP/1.1\r\n\r\n";
+        assert!(matches!(
+            respond(&parse_request(head), Phase::Running, true),
+            Reply::AskApp { head_only: true }
+        ));
+        let live = respond(
+            &parse_request(b"GET /live HTTP/1.1\r\n\r\n"),
+            Phase::Running,
+            true,
+        );
+        assert!(matches!(live, Reply::Now(Response { code: 200, .. })));
+        let draining = Phase::Draining {
+            at: Instant::now(),
+            signal: Signal::TERM,
+        };
+        let ready_draining = respond(&parse_request(head), draining, true);
+        assert!(matches!(
+            ready_draining,
+            Reply::Now(Response { code: 503, .. })
+        ));
+        let no = (false, "http://x/ answered 500".to_string());
+        let r = ready(Phase::Running, Some(&no));
+        assert_eq!(
+            (r.code, r.body.as_str()),
+            (503, "not ready: http://x/ answered 500\n")
+        );
+        // A drain that started while the app was asked wins over its 200.
+        let yes = (true, "http://x/ answered 200".to_string());
+        assert_eq!(ready(draining, Some(&yes)).code, 503);
+        assert_eq!(ready(Phase::Running, Some(&yes)).code, 200);
+    }
+
+    #[test]
     fn head_has_no_body_but_its_length() {
-        let r = respond(
+        let Reply::Now(r) = respond(
             &parse_request(b"HEAD /ready HTTP/1.1\r\n\r\n"),
             Phase::Running,
-            None,
-        );
+            false,
+        ) else {
+            panic!("asks the app without --url");
+        };
         let text = String::from_utf8(r.render()).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.contains("Content-Length: 6\r\n"), "{text}");

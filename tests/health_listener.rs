@@ -365,3 +365,62 @@ fn explain_shows_the_listeners_answers_on_the_timeline() {
         .unwrap();
     assert!(before < stop, "{text}");
 }
+
+#[test]
+fn a_hanging_app_check_delays_no_other_probe_and_runs_once() {
+    // The app's health endpoint accepts and never answers.
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    app.set_nonblocking(true).unwrap();
+    let app_port = app.local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{app_port}/healthz");
+    for mode in BOTH {
+        if !can_run(mode) {
+            continue;
+        }
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut r = Drainit::new(mode)
+            .options(
+                &[
+                    ("--health-listen", &listen),
+                    ("--url", &url),
+                    ("--timeout", "4s"),
+                ],
+                mode == Mode::Parent,
+            )
+            .args(&["sleep", "1000"])
+            .spawn();
+        r.app_pid();
+        wait_listening(port);
+        let asked = Instant::now();
+        let first = std::thread::spawn(move || (path(port, "/ready"), asked.elapsed()));
+        // Hand-shake: drainit's check has reached the app, which says nothing.
+        let held = wait_until(secs(10.0), || app.accept().ok())
+            .unwrap_or_else(|| panic!("{mode:?}: the app was never asked: {}", r.stderr()));
+        let second = std::thread::spawn(move || path(port, "/ready"));
+        let live_asked = Instant::now();
+        assert_eq!(path(port, "/live"), (200, "live\n".to_string()), "{mode:?}");
+        let live_took = live_asked.elapsed();
+        assert!(
+            live_took < secs(2.0),
+            "{mode:?}: /live waited {live_took:?} for the app's check"
+        );
+        let ((first, first_took), second) = (first.join().unwrap(), second.join().unwrap());
+        for answer in [&first, &second] {
+            assert_eq!(answer.0, 503, "{mode:?}: {answer:?}");
+            assert!(answer.1.starts_with("not ready: "), "{mode:?}: {answer:?}");
+        }
+        assert!(
+            first_took >= secs(4.0),
+            "{mode:?}: /ready answered after {first_took:?}, before --timeout"
+        );
+        // Both /ready were answered by one check: the app was asked once.
+        assert!(
+            app.accept().is_err(),
+            "{mode:?}: the app was asked once per probe"
+        );
+        drop(held);
+        r.signal(SIGTERM);
+        assert_eq!(r.wait(secs(10.0)).code, Some(143), "{mode:?}");
+    }
+}
