@@ -178,7 +178,7 @@ impl Listener {
             // shift them against their poll results.
             for (&i, ready) in polled.iter().zip(ready) {
                 if let (true, Some(connection)) = (ready, connections.get_mut(i)) {
-                    connection.progress(status, app_check.is_some());
+                    connection.progress(status, app_check.as_ref().map(|c| c.health.timeout));
                 }
             }
             if let Some(check) = &mut app_check {
@@ -255,9 +255,10 @@ impl Connection {
         }
     }
 
-    fn progress(&mut self, status: &Status, asks_app: bool) {
+    /// `app_timeout`: with `--url`, how long the app's check may take.
+    fn progress(&mut self, status: &Status, app_timeout: Option<Duration>) {
         if self.answer.is_none() {
-            self.read(status, asks_app);
+            self.read(status, app_timeout);
         }
         if self.answer.is_some() {
             self.write();
@@ -276,7 +277,7 @@ impl Connection {
         self.write();
     }
 
-    fn read(&mut self, status: &Status, asks_app: bool) {
+    fn read(&mut self, status: &Status, app_timeout: Option<Duration>) {
         let mut buf = [0u8; 512];
         loop {
             match self.stream.read(&mut buf) {
@@ -288,9 +289,18 @@ impl Connection {
                     let Some(chunk) = buf.get(..n) else { return };
                     self.request.extend_from_slice(chunk);
                     if let Some(head) = complete_head(&self.request) {
-                        match respond(&parse_request(head), status.get(), asks_app) {
+                        match respond(&parse_request(head), status.get(), app_timeout.is_some()) {
                             Reply::Now(response) => self.answer = Some(response.render()),
-                            Reply::AskApp { head_only } => self.waits_for_app = Some(head_only),
+                            Reply::AskApp { head_only } => {
+                                self.waits_for_app = Some(head_only);
+                                // A --timeout longer than the connection's deadline
+                                // still gets its answer written.
+                                let answered_by = app_timeout
+                                    .and_then(|t| t.checked_add(CONNECTION_DEADLINE))
+                                    .and_then(|t| Instant::now().checked_add(t));
+                                self.deadline =
+                                    self.deadline.max(answered_by.unwrap_or(self.deadline));
+                            }
                         }
                         return;
                     }
