@@ -292,6 +292,27 @@ fn a_bind_failure_stops_drainit_before_the_app_starts() {
     }
 }
 
+/// Like `listening_on_sleep`, with `/ready` also asking `url` (the options
+/// as DRAINIT_* variables for a plain parent, as flags for PID 1).
+fn listening_with_url(mode: Mode, url: &str, timeout: &str) -> (Running, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut r = Drainit::new(mode)
+        .options(
+            &[
+                ("--health-listen", &listen),
+                ("--url", url),
+                ("--timeout", timeout),
+            ],
+            mode == Mode::Parent,
+        )
+        .args(&["sleep", "1000"])
+        .spawn();
+    r.app_pid();
+    wait_listening(port);
+    (r, port)
+}
+
 #[test]
 fn with_url_ready_also_requires_the_apps_own_health_check() {
     // A tiny stand-in for the app's health endpoint: answers each request
@@ -310,22 +331,8 @@ fn with_url_ready_also_requires_the_apps_own_health_check() {
         if !can_run(mode) {
             continue;
         }
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let url = format!("http://127.0.0.1:{app_port}/healthz");
-        let mut r = Drainit::new(mode)
-            .options(
-                &[
-                    ("--health-listen", &listen),
-                    ("--url", &url),
-                    ("--timeout", "2s"),
-                ],
-                mode == Mode::Parent,
-            )
-            .args(&["sleep", "1000"])
-            .spawn();
-        r.app_pid();
-        wait_listening(port);
+        let (mut r, port) = listening_with_url(mode, &url, "2s");
         let answers: Vec<(u16, String)> = (0..2).map(|_| path(port, "/ready")).collect();
         let mut codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
         codes.sort();
@@ -377,23 +384,8 @@ fn a_hanging_app_check_delays_no_other_probe_and_runs_once() {
         if !can_run(mode) {
             continue;
         }
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut r = Drainit::new(mode)
-            .options(
-                &[
-                    ("--health-listen", &listen),
-                    ("--url", &url),
-                    // Longer than a connection's 5 s deadline: /ready still
-                    // gets its answer.
-                    ("--timeout", "6s"),
-                ],
-                mode == Mode::Parent,
-            )
-            .args(&["sleep", "1000"])
-            .spawn();
-        r.app_pid();
-        wait_listening(port);
+        // Longer than a connection's 5 s deadline: /ready still gets its answer.
+        let (mut r, port) = listening_with_url(mode, &url, "6s");
         let asked = Instant::now();
         let first = std::thread::spawn(move || (path(port, "/ready"), asked.elapsed()));
         // Hand-shake: drainit's check has reached the app, which says nothing.

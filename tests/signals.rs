@@ -30,18 +30,27 @@ const FORWARDED: &[(i32, &str)] = &[
     (64, "SIG64"),
 ];
 
+/// drainit (with `args`) running the fixture app, which logs each signal it
+/// gets to `log` in the scratch directory; returns once the app is ready,
+/// with the app's pid.
+fn logging_app(mode: Mode, name: &str, args: &[&str]) -> (Running, Scratch, i32) {
+    let dir = Scratch::new(name);
+    let mut r = Drainit::new(mode)
+        .args(args)
+        .app(&["--ready", &dir.str("ready"), "--log", &dir.str("log")])
+        .spawn();
+    let app = r.ready(&dir.path("ready"));
+    (r, dir, app)
+}
+
 #[test]
 fn every_signal_reaches_the_app_and_none_stops_drainit() {
     for mode in BOTH {
         if !can_run(mode) {
             continue;
         }
-        let dir = Scratch::new("forward");
-        let (ready, log) = (dir.path("ready"), dir.path("log"));
-        let mut r = Drainit::new(mode)
-            .app(&["--ready", &dir.str("ready"), "--log", &dir.str("log")])
-            .spawn();
-        r.ready(&ready);
+        let (mut r, dir, _) = logging_app(mode, "forward", &[]);
+        let log = dir.path("log");
         let drainit = r.pid();
         for (i, (signal, name)) in FORWARDED.iter().enumerate() {
             r.signal(*signal);
@@ -135,13 +144,8 @@ fn a_stopped_app_is_not_taken_for_an_exited_one() {
         if !can_run(mode) {
             continue;
         }
-        let dir = Scratch::new("stopped");
-        let (ready, log) = (dir.path("ready"), dir.path("log"));
-        let mut r = Drainit::new(mode)
-            .arg("--verbose")
-            .app(&["--ready", &dir.str("ready"), "--log", &dir.str("log")])
-            .spawn();
-        let app = r.ready(&ready);
+        let (mut r, dir, app) = logging_app(mode, "stopped", &["--verbose"]);
+        let log = dir.path("log");
         kill(app, SIGSTOP);
         wait_until(secs(10.0), || (state(app) == Some('T')).then_some(())).expect("app stops");
         // drainit got a SIGCHLD for the stop. Hand-shake: two signals it
@@ -179,12 +183,8 @@ fn a_burst_larger_than_one_read_reaches_the_app_whole() {
         if !can_run(mode) {
             continue;
         }
-        let dir = Scratch::new("burst");
-        let (ready, log) = (dir.path("ready"), dir.path("log"));
-        let mut r = Drainit::new(mode)
-            .app(&["--ready", &dir.str("ready"), "--log", &dir.str("log")])
-            .spawn();
-        r.ready(&ready);
+        let (mut r, dir, _) = logging_app(mode, "burst", &[]);
+        let log = dir.path("log");
         let drainit = r.pid();
         kill(drainit, SIGSTOP);
         wait_until(secs(10.0), || (state(drainit) == Some('T')).then_some(()))
