@@ -5,6 +5,7 @@ Usage: report.py WORK --date D --kernel K --cpu C --cores N --command CMD
                  --rev R --sha256 S --elapsed SECS --knobs K
 """
 import argparse
+import heapq
 import csv
 import json
 import math
@@ -64,13 +65,20 @@ def p99(xs):
     return xs[max(0, math.ceil(0.99 * len(xs)) - 1)] if xs else math.nan
 
 
-def p99_diff_ci(x, y, rounds=1000, seed=12345):
-    """95% bootstrap interval of p99(x) - p99(y), resampling each set."""
+def p99_fast(xs):
+    """p99(xs) without a full sort: the k-th largest, k = n - ceil(0.99 n) + 1."""
+    k = len(xs) - max(1, math.ceil(0.99 * len(xs))) + 1
+    return heapq.nlargest(k, xs)[-1] if xs else math.nan
+
+
+def p99_diff_ci(x, y, level=0.95, rounds=2000, seed=12345):
+    """Bootstrap interval (at `level`) of p99(x) - p99(y), resampling each set."""
     if not x or not y:
         return math.nan, math.nan
     rng = random.Random(seed)
-    d = sorted(p99(rng.choices(x, k=len(x))) - p99(rng.choices(y, k=len(y))) for _ in range(rounds))
-    return d[int(0.025 * rounds)], d[int(0.975 * rounds) - 1]
+    d = sorted(p99_fast(rng.choices(x, k=len(x))) - p99_fast(rng.choices(y, k=len(y))) for _ in range(rounds))
+    tail = (1 - level) / 2
+    return d[int(tail * rounds)], d[min(rounds - 1, int((1 - tail) * rounds))]
 
 
 def fmt(x, nd=0):
@@ -82,6 +90,7 @@ def main():
     ap.add_argument("work")
     for k in ("date", "kernel", "cpu", "cores", "autogroup", "idle_secs", "storm_n", "command", "rev", "sha256", "elapsed", "knobs"):
         ap.add_argument("--" + k.replace("_", "-"), dest=k, required=True)
+    ap.add_argument("--self-check", dest="self_check", default="0")
     a = ap.parse_args()
     w = a.work
 
@@ -146,6 +155,10 @@ def main():
     out = []
     p = out.append
     p("# drainit benchmark: drainit vs tini-static, dumb-init, catatonit")
+    if a.self_check == "1":
+        p("")
+        p("**Self-check run (`BENCH_SELF_CHECK=1`): every \"peer\" below is a copy of drainit with drainit's "
+          "arguments. The verdicts test the method, not drainit: a FAIL here is the method's error.**")
     p("")
     p(f"- date: {a.date}")
     p(f"- machine: Linux {a.kernel}, {a.cpu}, {a.cores} cores, kernel.sched_autogroup_enabled={a.autogroup}")
@@ -278,17 +291,26 @@ def main():
 
     sp = {n: sig[n]["p99"] for n in names if n != "drainit" and n in sig and not math.isnan(sig[n]["p99"])}
     if "drainit" in sig and sp:
+        # drainit against each peer, not against the best one alone: the lowest of several
+        # noisy p99s is biased low (with every "peer" a copy of drainit, BENCH_SELF_CHECK=1,
+        # the copy named drainit trails the best of the other three by several µs). The
+        # intervals are widened for the number of peers (Bonferroni), so that the whole
+        # family of comparisons keeps a 5% error rate.
         best = min(sp, key=sp.get)
-        lo, hi = p99_diff_ci(sig["drainit"]["raw"], sig[best]["raw"])
-        tie = lo <= 0 <= hi
+        level = 1 - 0.05 / len(sp)
+        cis = {n: p99_diff_ci(sig["drainit"]["raw"], sig[n]["raw"], level) for n in sp}
+        worse = [n for n, (lo, _) in cis.items() if lo > 0]
         target(sig["drainit"]["p99"] <= sp[best], "signal-forwarding p99 no worse than the best peer's",
                f"in {label[primary]}: drainit {fmt(sig['drainit']['p99'], 1)} µs vs best peer {best} "
-               f"{fmt(sp[best], 1)} µs; 95% bootstrap interval of the difference: {lo:+.0f} to {hi:+.0f} µs"
-               + (" (contains 0: no significant difference)" if tie else "")
+               f"{fmt(sp[best], 1)} µs; {level * 100:.1f}% bootstrap intervals of drainit's p99 minus each "
+               f"peer's (Bonferroni over {len(sp)} peers): "
+               + ", ".join(f"{n} {lo:+.0f} to {hi:+.0f} µs" for n, (lo, hi) in cis.items())
+               + (f" (significantly worse than {', '.join(worse)})" if worse
+                  else " (each contains 0 or lies below it: no peer is significantly faster)")
                + "; medians: " + ", ".join(f"{n} {fmt(sig[n]['med'], 1)}" for n in names if n in sig) + " µs"
                + "; the init's CPU per signal: " + ", ".join(f"{n} {fmt(sig[n]['cpu'], 1)}" for n in names if n in sig)
                + " µs",
-               pvalue=1.0 if tie else 0.0)
+               pvalue=0.0 if worse else 1.0)
 
     peers = {n: storm[n]["med"] for n in names if n != "drainit" and not math.isnan(storm[n]["med"])}
     fastest = min(peers, key=peers.get) if peers else None
@@ -313,8 +335,8 @@ def main():
       + (f", {res.count('TIE')} tie" if "TIE" in res else "")
       + (f", {res.count('FAIL')} fail" if "FAIL" in res else "") + ". "
       "A TIE is a comparison drainit loses by less than the noise: a Mann-Whitney U test over the "
-      "interleaved rounds finds no significant difference (p >= 0.05), or for the p99, the 95% bootstrap "
-      "interval of the difference contains 0.")
+      "interleaved rounds finds no significant difference (p >= 0.05), or for the p99, no peer's "
+      "bootstrap interval of the difference (Bonferroni-widened) lies wholly above 0.")
     p("")
     p("## Raw rounds")
     p("")
@@ -350,7 +372,11 @@ def main():
       "a FIFO; all inits visited in a fresh random order each round, 0.5-1.5 ms of idle before each send. "
       "Each init runs twice at once: in a cpu cgroup of its own (made for the run and removed after; "
       "the init and its app inside it, as a container runtime places them) and in the bench's own cgroup. "
-      "p99 is the nearest-rank 99th percentile; its 95% interval comes from 1000 bootstrap resamples. "
+      "p99 is the nearest-rank 99th percentile. drainit's p99 is compared with each peer's, not with the "
+      "lowest alone (the lowest of three noisy estimates is biased low: a self-check run, "
+      "`BENCH_SELF_CHECK=1`, with every peer a copy of drainit, shows the bias): the interval of each "
+      "difference comes from 2000 bootstrap resamples, at 1 - 0.05/3 = 98.3% so that the three "
+      "comparisons together keep a 5% error rate; drainit fails only when some peer is significantly faster. "
       "The init's CPU per signal is the growth of the first field of `/proc/PID/schedstat` (time on a CPU, ns) "
       "over all the sends, divided by the signals.")
     p("- **orphan storm**: `benchtool storm` as the app of each init as PID 1: a middle process forks "

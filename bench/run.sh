@@ -10,7 +10,9 @@
 # report. Knobs (environment): SPAWN_ROUNDS SPAWN_RUNS IDLE_SECS STORM_N
 # STORM_ROUNDS SIG_SAMPLES, and BENCH_AUTOGROUP=0|1 to run with the kernel's
 # autogroup scheduling off or on (restored afterwards); BENCH_KEEP=1 keeps the
-# raw files (hyperfine JSON, per-round storm lines) and prints where.
+# raw files (hyperfine JSON, per-round storm lines) and prints where;
+# BENCH_SELF_CHECK=1 replaces the peers with copies of drainit, to test the
+# method's verdicts (nothing should FAIL), and leaves RESULTS.md alone.
 set -euo pipefail
 
 BIN=${1:?usage: bash bench/run.sh /abs/path/to/drainit}
@@ -68,12 +70,22 @@ TINI=$(find_bin /usr/bin/tini-static)
 DUMB=$(find_bin /usr/bin/dumb-init)
 CATA=$(find_bin /usr/bin/catatonit /usr/libexec/podman/catatonit)
 for p in "$TINI" "$DUMB" "$CATA"; do [ -x "$p" ] || { echo "error: a peer is missing (tini-static/dumb-init/catatonit)" >&2; exit 1; }; done
+if [ "${BENCH_SELF_CHECK:-0}" = 1 ]; then
+  # Tests the method, not drainit: every "peer" is a copy of drainit (same
+  # code, same arguments), so any verdict but PASS or TIE is the method's error.
+  for n in tini-static dumb-init catatonit; do cp "$BIN" "$WORK/$n"; done
+  TINI=$WORK/tini-static DUMB=$WORK/dumb-init CATA=$WORK/catatonit
+  log "self-check: the peers are copies of $BIN; bench/RESULTS.md is left as it is"
+fi
 
 NAMES=(drainit tini-static dumb-init catatonit)
 declare -A PATH_OF=([drainit]=$BIN [tini-static]=$TINI [dumb-init]=$DUMB [catatonit]=$CATA)
 declare -A PID1_ARGS=([drainit]="-q --" [tini-static]="-g --" [dumb-init]="--" [catatonit]="-g --")
 declare -A PLAIN_ARGS=([drainit]="-q --" [tini-static]="-s -g --" [dumb-init]="--" [catatonit]="-g --")
 declare -A PKG_OF=([tini-static]=tini [dumb-init]=dumb-init [catatonit]=catatonit)
+if [ "${BENCH_SELF_CHECK:-0}" = 1 ]; then
+  for n in tini-static dumb-init catatonit; do PID1_ARGS[$n]="-q --"; PLAIN_ARGS[$n]="-q --"; done
+fi
 
 {
   printf 'name\tpath\tstatic\tsize\tversion\tpid1_args\tplain_args\tfile\n'
@@ -259,7 +271,11 @@ python3 "$BENCH_DIR/report.py" "$WORK" \
   --command "make bench   (= bash bench/run.sh $BIN)" --rev "$REV" \
   --sha256 "$(sha256sum "$BIN" | cut -c1-16)" --elapsed "$ELAPSED" \
   --knobs "SPAWN_ROUNDS=$SPAWN_ROUNDS SPAWN_RUNS=$SPAWN_RUNS IDLE_SECS=$IDLE_SECS STORM_N=$STORM_N STORM_ROUNDS=$STORM_ROUNDS SIG_SAMPLES=$SIG_SAMPLES${BENCH_AUTOGROUP:+ BENCH_AUTOGROUP=$BENCH_AUTOGROUP}" \
-  >"$WORK/report.md"
-cp "$WORK/report.md" "$BENCH_DIR/RESULTS.md"
+  ${BENCH_SELF_CHECK:+--self-check "$BENCH_SELF_CHECK"} >"$WORK/report.md"
 cat "$WORK/report.md"
-log "done in ${ELAPSED} s; wrote $BENCH_DIR/RESULTS.md"
+if [ "${BENCH_SELF_CHECK:-0}" = 1 ]; then
+  log "done in ${ELAPSED} s (self-check: bench/RESULTS.md not written)"
+else
+  cp "$WORK/report.md" "$BENCH_DIR/RESULTS.md"
+  log "done in ${ELAPSED} s; wrote $BENCH_DIR/RESULTS.md"
+fi
