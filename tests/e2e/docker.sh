@@ -207,7 +207,9 @@ log "under test: $out ($BIN)"
 
 # --- helpers -----------------------------------------------------------------------
 
-cname() { printf '%s-%s\n' "$PREFIX" "$1"; }
+engine() { "${D[@]}" "$@"; }
+case_containers() { engine ps -a --format '{{.Names}}' --filter "name=^$1"; }
+remove_case() { engine ps -aq --filter "name=^$1" | xargs -r "${D[@]}" rm -f >/dev/null 2>&1; }
 
 # start NAME [RUN ARGS...] IMAGE [COMMAND...]: docker run -d.
 start() {
@@ -217,31 +219,6 @@ start() {
 }
 
 not() { ! "$@"; }
-logs() { "${D[@]}" logs "$1" 2>&1; }
-logs_have() { logs "$1" | grep -F -- "$2" >/dev/null; }
-inspect() { "${D[@]}" inspect -f "$2" "$1"; }
-exit_code() { inspect "$1" '{{.State.ExitCode}}'; }
-not_running() { [ "$(inspect "$1" '{{.State.Running}}' 2>/dev/null)" = false ]; }
-
-# log_time NAME TEXT: when dockerd read the first log line holding TEXT.
-log_time() {
-  local line
-  line=$("${D[@]}" logs -t "$1" 2>&1 | grep -F -- "$2" | head -n1)
-  [ -n "$line" ] && log_seconds "$line"
-}
-
-# timed_stop NAME TIMEOUT OUTFILE: docker stop -t TIMEOUT; writes the seconds
-# it took to OUTFILE (a line "error ..." if docker stop failed).
-timed_stop() {
-  local t0 t1
-  t0=$(now)
-  if "${D[@]}" stop -t "$2" "$1" >/dev/null 2>"$3.err"; then
-    t1=$(now)
-    calc "$t1 - $t0" >"$3"
-  else
-    echo "error: docker stop failed: $(tr '\n' ' ' <"$3.err")" >"$3"
-  fi
-}
 
 # forced NAME: whether dockerd had to SIGKILL the container after docker
 # stop's timeout: it logs "Container failed to exit within 1s of signal 15 -
@@ -251,27 +228,6 @@ forced() {
   local id
   id=$(inspect "$1" '{{.Id}}') || return 1
   grep -F -- "$id" "$WORK/dockerd.log" | grep -F "failed to exit within" >/dev/null
-}
-
-# run_case CASE: runs case_CASE; PASS with its $OK text, or FAIL with $WHY and
-# the logs of the case's containers.
-run_case() {
-  local c=$1 name
-  selected "$c" || return 0
-  name=$(cname "$c")
-  WHY="" OK=""
-  if "case_${c//-/_}" "$name"; then
-    pass "$c" "$OK"
-  else
-    fail "$c" "${WHY:-failed}"
-    local ctr
-    for ctr in $("${D[@]}" ps -a --format '{{.Names}}' --filter "name=^$name"); do
-      say "  --- log of $ctr (exit code $(exit_code "$ctr" 2>/dev/null)) ---"
-      "${D[@]}" logs -t "$ctr" 2>&1 | sed 's/^/  | /'
-    done
-  fi
-  [ "${DRAINIT_E2E_KEEP:-}" = 1 ] ||
-    "${D[@]}" ps -aq --filter "name=^$name" | xargs -r "${D[@]}" rm -f >/dev/null 2>&1
 }
 
 # --- the cases ---------------------------------------------------------------------

@@ -1,7 +1,10 @@
 # Shared by the end-to-end legs (podman.sh, docker.sh): counting, timing,
 # waiting, and the FROM-scratch root file system of the test images.
 # Sourced, not run. A leg sets CASES=(...) and LEG=name before using
-# fail_all / engine_unusable.
+# fail_all / engine_unusable, and defines, for the container helpers below:
+#   engine ARGS...        its CLI (docker and podman take the same commands here)
+#   case_containers NAME  the containers of a case, one name a line
+#   remove_case NAME      removes what a case made
 # shellcheck shell=bash
 
 export LC_ALL=C # $EPOCHREALTIME uses the locale's decimal point
@@ -102,3 +105,58 @@ make_rootfs() {
 # log_seconds LINE: the RFC 3339 timestamp that starts a `logs -t` line, in
 # seconds since the epoch.
 log_seconds() { date -d "${1%% *}" +%s.%N; }
+
+# --- containers, through the leg's `engine` ----------------------------------------
+
+# cname CASE: the container name of a case.
+cname() { printf '%s-%s\n' "$PREFIX" "$1"; }
+
+logs() { engine logs "$1" 2>&1; }
+# (no grep -q: with pipefail, the engine's logs dying of SIGPIPE would fail the test)
+logs_have() { logs "$1" | grep -F -- "$2" >/dev/null; }
+inspect() { engine inspect -f "$2" "$1"; }
+exit_code() { inspect "$1" '{{.State.ExitCode}}'; }
+not_running() { [ "$(inspect "$1" '{{.State.Running}}' 2>/dev/null)" = false ]; }
+
+# log_time NAME TEXT: when the engine read the first log line holding TEXT,
+# in seconds since the epoch.
+log_time() {
+  local line
+  line=$(engine logs -t "$1" 2>&1 | grep -F -- "$2" | head -n1)
+  [ -n "$line" ] && log_seconds "$line"
+}
+
+# timed_stop NAME TIMEOUT OUTFILE [pod]: `stop -t TIMEOUT` (of a pod, with
+# pod); writes the seconds it took to OUTFILE (a line "error ..." if the stop
+# failed).
+timed_stop() {
+  local t0 t1 kind=()
+  [ "${4:-}" = pod ] && kind=(pod)
+  t0=$(now)
+  if engine "${kind[@]}" stop -t "$2" "$1" >/dev/null 2>"$3.err"; then
+    t1=$(now)
+    calc "$t1 - $t0" >"$3"
+  else
+    echo "error: $LEG stop failed: $(tr '\n' ' ' <"$3.err")" >"$3"
+  fi
+}
+
+# run_case CASE: runs case_CASE; PASS with its $OK text, or FAIL with $WHY and
+# the logs of the case's containers; then frees what the case made (the
+# leg's trap is the safety net).
+run_case() {
+  local c=$1 name ctr
+  selected "$c" || return 0
+  name=$(cname "$c")
+  WHY="" OK=""
+  if "case_${c//-/_}" "$name"; then
+    pass "$c" "$OK"
+  else
+    fail "$c" "${WHY:-failed}"
+    for ctr in $(case_containers "$name"); do
+      say "  --- log of $ctr (exit code $(exit_code "$ctr" 2>/dev/null)) ---"
+      engine logs -t "$ctr" 2>&1 | sed 's/^/  | /'
+    done
+  fi
+  [ "${DRAINIT_E2E_KEEP:-}" = 1 ] || remove_case "$name"
+}

@@ -143,8 +143,19 @@ trap 'exit 130' INT TERM
 
 # --- helpers -------------------------------------------------------------------
 
-# cname CASE: the container name of a case.
-cname() { printf '%s-%s\n' "$PREFIX" "$1"; }
+engine() { "${P[@]}" "$@"; }
+# A case's container, or the one container of its pod.
+case_containers() {
+  local ctr
+  for ctr in "$1" "$1-web"; do
+    engine container exists "$ctr" 2>/dev/null && echo "$ctr"
+  done
+  return 0
+}
+remove_case() {
+  engine rm -f -t 0 "$1" >/dev/null 2>&1
+  engine pod rm -f "$1" >/dev/null 2>&1
+}
 
 # start CASE [RUN ARGS...] IMAGE [COMMAND...]: podman run -d, remembered for
 # clean-up.
@@ -154,58 +165,6 @@ start() {
   shift
   CONTAINERS+=("$name")
   "${P[@]}" run -d --name "$name" "${RUN_FLAGS[@]}" "$@" >/dev/null
-}
-
-logs() { "${P[@]}" logs "$1" 2>&1; }
-# (no grep -q: with pipefail, podman logs dying of SIGPIPE would fail the test)
-logs_have() { logs "$1" | grep -F -- "$2" >/dev/null; }
-exit_code() { "${P[@]}" inspect -f '{{.State.ExitCode}}' "$1"; }
-
-# log_time NAME TEXT: when the first log line holding TEXT was read by conmon,
-# in seconds since the epoch.
-log_time() {
-  local ts
-  ts=$("${P[@]}" logs -t "$1" 2>&1 | grep -F -- "$2" | head -n1 | cut -d' ' -f1)
-  [ -n "$ts" ] && date -d "$ts" +%s.%N
-}
-
-# timed_stop NAME TIMEOUT OUTFILE [pod]: podman [pod] stop -t TIMEOUT; writes
-# the seconds it took to OUTFILE (a line "error ..." if podman stop failed).
-timed_stop() {
-  local t0 t1 kind=()
-  [ "${4:-}" = pod ] && kind=(pod)
-  t0=$(now)
-  if "${P[@]}" "${kind[@]}" stop -t "$2" "$1" >/dev/null 2>"$3.err"; then
-    t1=$(now)
-    calc "$t1 - $t0" >"$3"
-  else
-    echo "error: podman stop failed: $(tr '\n' ' ' <"$3.err")" >"$3"
-  fi
-}
-
-# run_case CASE: runs case_CASE; PASS with its $OK text, or FAIL with $WHY
-# and the container's log.
-run_case() {
-  local c=$1 name
-  selected "$c" || return 0
-  name=$(cname "$c")
-  WHY="" OK=""
-  if "case_${c//-/_}" "$name"; then
-    pass "$c" "$OK"
-  else
-    fail "$c" "${WHY:-failed}"
-    local ctr # a case's container, or the one container of its pod
-    for ctr in "$name" "$name-web"; do
-      "${P[@]}" container exists "$ctr" 2>/dev/null || continue
-      say "  --- log of $ctr (exit code $(exit_code "$ctr" 2>/dev/null)) ---"
-      "${P[@]}" logs -t "$ctr" 2>&1 | sed 's/^/  | /'
-    done
-  fi
-  # Free the case's container (or pod) at once (the trap is the safety net).
-  if [ "${DRAINIT_E2E_KEEP:-}" != 1 ]; then
-    "${P[@]}" rm -f -t 0 "$name" >/dev/null 2>&1
-    "${P[@]}" pod rm -f "$name" >/dev/null 2>&1
-  fi
 }
 
 # --- images --------------------------------------------------------------------
@@ -426,7 +385,6 @@ case_healthcheck() {
   OK="'podman healthcheck run' healthy before, unhealthy ${after}s into the ${delay}s drain while the app still served (\"$said\"); exit code 0"
 }
 
-not_running() { [ "$("${P[@]}" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = false ]; }
 
 # An app that leaves 1000 orphans: once they have exited, no zombie is left.
 case_orphans() {
