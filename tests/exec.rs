@@ -147,15 +147,10 @@ fn a_missing_interpreter_is_named_not_the_script() {
                 .env("PATH", &path)
                 .args(&args)
                 .run(secs(20.0));
-            assert_eq!(out.code, Some(127), "{mode:?} {args:?}: {}", out.stderr);
             assert_eq!(out.stderr_lines().len(), 1, "one line: {}", out.stderr);
-            assert_eq!(
-                out.stderr.trim_end(),
-                format!(
-                    "drainit: error: interpreter not found: /nonexistent/interp (named on the #! line of {names})"
-                ),
-                "{mode:?}"
-            );
+            out.assert_error(127, &format!(
+                "drainit: error: interpreter not found: /nonexistent/interp (named on the #! line of {names})"
+            ), &format!("{mode:?} {args:?}"));
         }
         // Escaped: a terminal escape in the #! line cannot drive the terminal.
         let out = Drainit::new(mode).arg(dir.str("esc.sh")).run(secs(20.0));
@@ -204,15 +199,10 @@ fn a_missing_dynamic_loader_is_named() {
             continue;
         }
         let out = Drainit::new(mode).arg(&app).run(secs(20.0));
-        assert_eq!(out.code, Some(127), "{mode:?}: {}", out.stderr);
-        assert_eq!(
-            out.stderr.trim_end(),
-            format!(
-                "drainit: error: interpreter not found: {missing} (the dynamic loader that {} needs)",
-                app.display()
-            ),
-            "{mode:?}"
-        );
+        out.assert_error(127, &format!(
+            "drainit: error: interpreter not found: {missing} (the dynamic loader that {} needs)",
+            app.display()
+        ), &format!("{mode:?}"));
     }
 }
 
@@ -224,11 +214,10 @@ fn a_command_that_is_missing_still_says_command_not_found() {
         }
         for cmd in ["no-such-command-xyz", "/no/such/path"] {
             let out = Drainit::new(mode).arg(cmd).run(secs(20.0));
-            assert_eq!(out.code, Some(127), "{mode:?}: {}", out.stderr);
-            assert_eq!(
-                out.stderr.trim_end(),
-                format!("drainit: error: command not found: {cmd}: No such file or directory"),
-                "{mode:?}"
+            out.assert_error(
+                127,
+                &format!("drainit: error: command not found: {cmd}: No such file or directory"),
+                &format!("{mode:?}"),
             );
         }
     }
@@ -248,14 +237,13 @@ fn a_binary_for_another_machine_is_not_handed_to_the_shell() {
             continue;
         }
         let out = Drainit::new(mode).arg(&app).run(secs(20.0));
-        assert_eq!(out.code, Some(126), "{mode:?}: {}", out.stderr);
-        assert_eq!(
-            out.stderr.trim_end(),
-            format!(
+        out.assert_error(
+            126,
+            &format!(
                 "drainit: error: command cannot be executed: {}: Exec format error",
                 app.display()
             ),
-            "{mode:?}"
+            &format!("{mode:?}"),
         );
         assert!(out.stdout.is_empty(), "{mode:?}: nothing ran it");
     }
@@ -284,15 +272,10 @@ fn without_bin_sh_a_script_without_shebang_says_bin_sh_is_missing() {
             ])
             .arg(&script)
             .run(secs(20.0));
-        assert_eq!(out.code, Some(127), "{mode:?}: {}", out.stderr);
-        assert_eq!(
-            out.stderr.trim_end(),
-            format!(
-                "drainit: error: interpreter not found: /bin/sh (needed to run {}, which has no #! line)",
-                script.display()
-            ),
-            "{mode:?}"
-        );
+        out.assert_error(127, &format!(
+            "drainit: error: interpreter not found: /bin/sh (needed to run {}, which has no #! line)",
+            script.display()
+        ), &format!("{mode:?}"));
     }
 }
 
@@ -325,11 +308,10 @@ fn path_search_skips_what_it_may_not_run_and_says_so_if_nothing_else() {
             .env("PATH", &path)
             .arg("only-here")
             .run(secs(20.0));
-        assert_eq!(out.code, Some(126), "{mode:?}: {}", out.stderr);
-        assert_eq!(
-            out.stderr.trim_end(),
+        out.assert_error(
+            126,
             "drainit: error: command cannot be executed: only-here: Permission denied",
-            "{mode:?}"
+            &format!("{mode:?}"),
         );
     }
 }

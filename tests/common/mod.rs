@@ -313,6 +313,13 @@ impl Outcome {
     pub fn stderr_lines(&self) -> Vec<&str> {
         self.stderr.lines().collect()
     }
+
+    /// Asserts that drainit exited `code` and that its stderr, trailing
+    /// newline aside, is `line`; `what` names the run in a failure.
+    pub fn assert_error(&self, code: i32, line: &str, what: &str) {
+        assert_eq!(self.code, Some(code), "{what}: {}", self.stderr);
+        assert_eq!(self.stderr.trim_end(), line, "{what}");
+    }
 }
 
 pub struct Running {
