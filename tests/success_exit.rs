@@ -52,28 +52,33 @@ fn a_listed_code_of_the_app_becomes_0_and_is_logged() {
 
 /// The case the option is for: an app that dies of the drain's SIGTERM
 /// (a JVM exits 143) ends a clean stop with exit code 0.
+/// Runs `sh -c SCRIPT` under `d` (SCRIPT touches `{ready}` once set up),
+/// sends drainit SIGTERM once it has, and returns how the run ended.
+fn stopped_once_ready(d: Drainit, name: &str, script: &str) -> Outcome {
+    let dir = Scratch::new(name);
+    let ready = dir.path("ready");
+    let script = script.replace("{ready}", &ready.display().to_string());
+    let mut running = d.args(&["sh", "-c", &script]).spawn();
+    assert!(
+        wait_for_file(&ready, secs(15.0)),
+        "{name}: {}",
+        running.stderr()
+    );
+    running.pid();
+    running.signal(SIGTERM);
+    running.wait(secs(20.0))
+}
+
 #[test]
 fn an_app_killed_by_the_drains_sigterm_exits_0() {
     for mode in BOTH {
         if !can_run(mode) {
             continue;
         }
-        let dir = Scratch::new("success-exit-drain");
-        let ready = dir.path("ready");
-        let script = format!("touch {}; exec sleep 60", ready.display());
-        let mut running = Drainit::new(mode)
+        let d = Drainit::new(mode)
             .env("DRAINIT_DRAIN_DELAY", "0.2s")
-            .env("DRAINIT_SUCCESS_EXIT", "143")
-            .args(&["sh", "-c", &script])
-            .spawn();
-        assert!(
-            wait_for_file(&ready, secs(15.0)),
-            "{mode:?}: {}",
-            running.stderr()
-        );
-        running.pid();
-        running.signal(SIGTERM);
-        let out = running.wait(secs(20.0));
+            .env("DRAINIT_SUCCESS_EXIT", "143");
+        let out = stopped_once_ready(d, "success-exit-drain", "touch {ready}; exec sleep 60");
         let ctx = format!("{mode:?}: {}", out.stderr);
         assert_eq!(out.code, Some(0), "{ctx}");
         assert!(out.stderr.contains("killed by SIGTERM (code 143)"), "{ctx}");
@@ -94,25 +99,10 @@ fn drainits_own_codes_are_never_turned() {
         if !can_run(mode) {
             continue;
         }
-        let dir = Scratch::new("success-exit-kill");
-        let ready = dir.path("ready");
+        let d = Drainit::new(mode).args(&["--success-exit", "143,1,2,128", "--kill-after", "0.5s"]);
         // The ignored SIGTERM is inherited by every sleep: only SIGKILL ends it.
-        let script = format!(
-            "trap '' TERM; touch {}; while :; do sleep 0.1; done",
-            ready.display()
-        );
-        let mut running = Drainit::new(mode)
-            .args(&["--success-exit", "143,1,2,128", "--kill-after", "0.5s"])
-            .args(&["sh", "-c", &script])
-            .spawn();
-        assert!(
-            wait_for_file(&ready, secs(15.0)),
-            "{mode:?}: {}",
-            running.stderr()
-        );
-        running.pid();
-        running.signal(SIGTERM);
-        let out = running.wait(secs(20.0));
+        let script = "trap '' TERM; touch {ready}; while :; do sleep 0.1; done";
+        let out = stopped_once_ready(d, "success-exit-kill", script);
         assert_eq!(out.code, Some(137), "{mode:?}: {}", out.stderr);
         assert!(
             out.stderr.contains("kill deadline reached"),
