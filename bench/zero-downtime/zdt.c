@@ -65,6 +65,18 @@ static void die(const char *what) {
   exit(2);
 }
 
+/* SIGTERM and SIGINT go to `handler` (no flags); SIGPIPE is ignored, so a
+   write to a closed connection says EPIPE instead. */
+static void on_stop_signals(void (*handler)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
 static struct sockaddr_in loopback(int port) {
   struct sockaddr_in a;
   memset(&a, 0, sizeof a);
@@ -175,13 +187,7 @@ static int app_main(int argc, char **argv) {
     return 2;
   }
   if (pipe2(app_pipe, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe2");
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = app_on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  on_stop_signals(app_on_signal);
 
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (ls < 0) die("socket");
@@ -385,13 +391,7 @@ static int load_main(int argc, char **argv) {
     fprintf(stderr, "zdt load: CONNS 1..64, RATE 1..5000, MAX_SECS 1..600\n");
     return 2;
   }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = load_on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  on_stop_signals(load_on_signal);
   int64_t period = (int64_t)1000000000 * conns / rate;
   int64_t stop_at = now_ns() + (int64_t)max_secs * 1000000000;
   struct worker *ws = calloc((size_t)conns, sizeof *ws);
