@@ -160,3 +160,19 @@ run_case() {
   fi
   [ "${DRAINIT_E2E_KEEP:-}" = 1 ] || remove_case "$name"
 }
+
+# sigterm_after_delay NAME DELAY: the app's SIGTERM came DELAY seconds after
+# drainit's "drain started" (by the engine's log timestamps: 0.1 s of slack
+# below, as they come from two pipes; 3 s above); sets GAP.
+sigterm_after_delay() {
+  local n=$1 delay=$2 t_drain t_term
+  t_drain=$(log_time "$n" "drain started")
+  t_term=$(log_time "$n" "app: got SIGTERM")
+  check "no 'drain started' line in drainit's log" [ -n "$t_drain" ] || return 1
+  check "the app never logged 'app: got SIGTERM'" [ -n "$t_term" ] || return 1
+  GAP=$(calc "$t_term - $t_drain")
+  check "the app got SIGTERM ${GAP}s after the drain started, before the ${delay}s delay" \
+    is "$GAP >= $delay - 0.1" || return 1
+  check "the app got SIGTERM ${GAP}s after the drain started, expected about ${delay}s (< $((delay + 3))s)" \
+    is "$GAP < $delay + 3"
+}
