@@ -535,7 +535,7 @@ pub fn parse(args: Vec<OsString>, env: &Env) -> Result<Parsed, Error> {
             return match e.kind() {
                 ErrorKind::DisplayHelp => Ok(Parsed::Print(help())),
                 ErrorKind::DisplayVersion => Ok(Parsed::Print(e.render().to_string())),
-                _ => Err(Error::Usage(one_line(&e))),
+                _ => Err(Error::Usage(suggest_option(&e, one_line(&e)))),
             };
         }
     };
@@ -549,6 +549,30 @@ fn help() -> String {
         .mut_args(|a| a.hide_env_values(true))
         .render_help()
         .to_string()
+}
+
+/// `unexpected argument '--drain-dely' found; did you mean --drain-delay?`
+/// (clap's own suggestions are not built in).
+fn suggest_option(e: &clap::Error, line: String) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return line;
+    };
+    let name = arg.split('=').next().unwrap_or(arg);
+    if e.kind() != ErrorKind::UnknownArgument || !name.starts_with("--") {
+        return line;
+    }
+    let command = Cli::command();
+    let longs: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .chain(["help", "version"])
+        .map(|l| format!("--{l}"))
+        .collect();
+    match crate::preflight::nearest(name, longs.iter().map(String::as_str)) {
+        Some(known) => format!("{line}; did you mean {known}?"),
+        None => line,
+    }
 }
 
 /// clap's message on one line: what comes before its tips and usage, with

@@ -114,19 +114,24 @@ fn known_variables() -> impl Iterator<Item = &'static str> {
 }
 
 /// The known variable nearest to `name` (an unknown `DRAINIT_*` one), if one
-/// is close enough to be a typo: at most 2 edits, or 3 for long names.
+/// is close enough to be a typo.
 pub fn nearest_variable(name: &str) -> Option<&'static str> {
+    nearest(&name.to_ascii_uppercase(), known_variables())
+}
+
+/// The name among `known` nearest to `name`, if close enough to be a typo: at
+/// most 2 edits, or 3 for names of 16 bytes or more.
+pub fn nearest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     // A templated name can be huge: nothing that long is a typo of ours.
     if name.len() > 64 {
         return None;
     }
-    let name = name.to_ascii_uppercase();
     let most = if name.len() >= 16 { 3 } else { 2 };
-    known_variables()
-        .map(|known| (edit_distance(&name, known), known))
+    known
+        .map(|k| (edit_distance(name, k), k))
         .filter(|(d, _)| *d <= most)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, known)| known)
+        .map(|(_, k)| k)
 }
 
 /// Levenshtein distance over bytes (names are ASCII), one row at a time.

@@ -392,3 +392,31 @@ fn as_tini_its_flags_are_read_and_the_unsupported_ones_named() {
         format!("drainit {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn a_mistyped_option_gets_the_nearest_name() {
+    for (typed, line) in [
+        (
+            "--drain-dely",
+            "drainit: error: unexpected argument '--drain-dely' found; did you mean --drain-delay?",
+        ),
+        (
+            "--stop-timout=30s",
+            "drainit: error: unexpected argument '--stop-timout' found; did you mean --stop-timeout?",
+        ),
+        (
+            "--nothing-like-it",
+            "drainit: error: unexpected argument '--nothing-like-it' found",
+        ),
+    ] {
+        let dir = Scratch::new("typo");
+        let out = Drainit::new(Mode::Parent)
+            .args(&[typed, "5s", "touch", &dir.str("started")])
+            .run(secs(10.0));
+        out.assert_error(125, line, typed);
+        assert!(
+            !dir.path("started").exists(),
+            "{typed}: the app was started"
+        );
+    }
+}
