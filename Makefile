@@ -2,6 +2,7 @@
 #
 #   make          the static release binary (x86_64-unknown-linux-musl)
 #   make size     its size, failing over the 512 KiB budget
+#   make size-plain  beside it, the size of a plain cargo build (std not rebuilt)
 #   make demo     drainit as PID 1 of a new PID namespace, stopping a sample app
 #   make test     every test: lint, unit, integration (as PID 1 and as a plain
 #                 parent), the quick zero-downtime gate, and the end-to-end
@@ -36,7 +37,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # default panic hook (backtrace symbolisation: gimli, libunwind, demangling)
 # is ~220 KiB of an otherwise ~760 KiB binary, and drainit must never panic
 # anyway (clippy denies unwrap/expect/panic). RUSTC_BOOTSTRAP unlocks the two
-# unstable flags this needs on the stable toolchain; see README "Size".
+# unstable flags this needs on the stable toolchain; see docs/building.md "Size".
 RELEASE_RUSTFLAGS := -Zunstable-options -Cpanic=immediate-abort
 BUILD_STD := -Zbuild-std=std,panic_abort
 RELEASE_ENV := RUSTC_BOOTSTRAP=1 RUSTFLAGS="$(RELEASE_RUSTFLAGS)"
@@ -48,7 +49,7 @@ ARM64 := aarch64-unknown-linux-musl
 BIN_ARM64 := target/$(ARM64)/release/drainit
 ARM64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
 
-.PHONY: all build size toolchain demo test lint unit integration stress-test e2e bench zero-downtime \
+.PHONY: all build size size-plain toolchain demo test lint unit integration stress-test e2e bench zero-downtime \
 	zero-downtime-quick clean host-tools toolchain-arm64 build-arm64 test-arm64 dist
 all: build
 
@@ -68,6 +69,14 @@ size: build
 	@size=$$(stat -c %s $(BIN)); \
 	printf '%s: %d bytes (%d KiB), budget %d KiB\n' $(BIN) $$size $$((size / 1024)) $$(($(BUDGET) / 1024)); \
 	[ $$size -le $(BUDGET) ] || { echo "error: over the size budget"; exit 1; }
+
+# The same profile without rebuilding std (what a plain `cargo build --release`
+# gives), beside the release build: docs/building.md "Size".
+size-plain: build
+	$(CARGO) build --release --locked --target $(TARGET) --target-dir target/plain
+	@for b in $(BIN) target/plain/$(TARGET)/release/drainit; do \
+	  size=$$(stat -c %s $$b); printf '%s: %d bytes (%d KiB)\n' $$b $$size $$((size / 1024)); \
+	done
 
 demo: build
 	@bash scripts/demo.sh $(BIN)

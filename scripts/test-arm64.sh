@@ -9,7 +9,7 @@
 # link named `drainit` to qemu: the process under test is still called drainit.
 #
 # Run: exit codes, signal forwarding, the drain timeline, the health check.
-# Not run, because qemu-user cannot emulate them (see README "arm64"):
+# Not run, because qemu-user cannot emulate them (see docs/building.md "arm64"):
 #   - PR_SET_CHILD_SUBREAPER: qemu answers EINVAL, so as a plain parent drainit
 #     warns that it cannot adopt orphans. That extra warning line fails the
 #     two exit-code tests that require exactly one line on stderr (both pass

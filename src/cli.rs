@@ -47,7 +47,12 @@ together are refused. --healthcheck and --explain have no environment variable, 
 variable set for the whole task cannot turn the entrypoint into a health check. DRAINIT_LOG \
 takes a level (off, error, warn, info, debug or trace) and wins over -v and -q.
 
-Durations: 30s, 1500ms, 1m, 2.5s; a bare number means seconds; at most 8760h (a year).";
+Durations: 30s, 1500ms, 1m, 2.5s; a bare number means seconds; at most 8760h (a year).
+
+As tini: run under the name docker-init (docker run --init with dockerd --init-path), tini or \
+tini-static, drainit takes tini's default, signals to the app's pid only, and reads tini's leading \
+-g (the process group), -s, -v, -w and -e CODE; DRAINIT_NO_GROUP=0 or TINI_KILL_PROCESS_GROUP=1 \
+also give the group.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,7 +80,7 @@ pub struct Cli {
     )]
     pub grace: Option<OsString>,
 
-    /// File created when a drain starts (health checks answer 503 while it exists); at start, a stale one drainit wrote is removed and anything else there is refused
+    /// File created when a drain starts (health checks answer 503 while it exists); at start, its directory must take a new file, a stale one drainit wrote is removed, and anything else there is refused
     #[arg(
         long,
         env = "DRAINIT_DRAIN_FILE",
@@ -399,6 +404,8 @@ pub struct Launch {
     pub command: Vec<OsString>,
     pub group: bool,
     pub drain_file: Option<PathBuf>,
+    /// The drain file came from `DRAINIT_DRAIN_FILE` (for the start-up check's line).
+    pub drain_file_from_var: bool,
     pub stop_timeout: Option<Duration>,
     pub kill_source: Option<KillSource>,
     pub policy: Policy,
@@ -528,7 +535,7 @@ pub fn parse(args: Vec<OsString>, env: &Env) -> Result<Parsed, Error> {
             return match e.kind() {
                 ErrorKind::DisplayHelp => Ok(Parsed::Print(help())),
                 ErrorKind::DisplayVersion => Ok(Parsed::Print(e.render().to_string())),
-                _ => Err(Error::Usage(one_line(&e))),
+                _ => Err(Error::Usage(suggest_option(&e, one_line(&e)))),
             };
         }
     };
@@ -542,6 +549,30 @@ fn help() -> String {
         .mut_args(|a| a.hide_env_values(true))
         .render_help()
         .to_string()
+}
+
+/// `unexpected argument '--drain-dely' found; did you mean --drain-delay?`
+/// (clap's own suggestions are not built in).
+fn suggest_option(e: &clap::Error, line: String) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return line;
+    };
+    let name = arg.split('=').next().unwrap_or(arg);
+    if e.kind() != ErrorKind::UnknownArgument || !name.starts_with("--") {
+        return line;
+    }
+    let command = Cli::command();
+    let longs: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .chain(["help", "version"])
+        .map(|l| format!("--{l}"))
+        .collect();
+    match crate::preflight::nearest(name, longs.iter().map(String::as_str)) {
+        Some(known) => format!("{line}; did you mean {known}?"),
+        None => line,
+    }
 }
 
 /// clap's message on one line: what comes before its tips and usage, with
@@ -691,6 +722,7 @@ struct Values<'a> {
     grace: Valued<'a, Duration>,
     drain_file: Option<PathBuf>,
     drain_file_given: bool,
+    drain_file_from_var: bool,
     drain_delay: Valued<'a, Duration>,
     stop_signal: Valued<'a, Signal>,
     kill_after: Valued<'a, Duration>,
@@ -715,6 +747,7 @@ impl<'a> Values<'a> {
             grace: duration(GRACE, &cli.grace)?,
             drain_file: drain_file.map(|g| PathBuf::from(g.text)),
             drain_file_given: drain_file.is_some(),
+            drain_file_from_var: drain_file.is_some_and(|g| g.from_var),
             drain_delay: duration(DRAIN_DELAY, &cli.drain_delay)?,
             stop_signal: value(STOP_SIGNAL, cli.stop_signal.as_ref(), env, stop_signal)?,
             kill_after: duration(KILL_AFTER, &cli.kill_after)?,
@@ -814,6 +847,7 @@ impl Launch {
             command: cli.command.clone(),
             group: v.group,
             drain_file: v.drain_file,
+            drain_file_from_var: v.drain_file_from_var,
             stop_timeout: v.stop_timeout.map(|(s, _)| s),
             kill_source,
             policy: Policy {

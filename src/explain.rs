@@ -255,6 +255,14 @@ pub fn timeline(launch: &Launch) -> String {
             format_duration(kill.saturating_sub(stop))
         ));
     }
+    if let Some(path) = &launch.drain_file {
+        // main.rs runs preflight::check before this: a directory that takes
+        // no new file is refused (125) and nothing is explained.
+        checks.push(format!(
+            "ok: drainit can create {} (its directory was checked just now, as drainit's user)",
+            crate::text::path(path)
+        ));
+    }
     if launch.drain_file.is_some() && delay.is_zero() {
         checks.push(
             "warning: --drain-delay is 0: the load balancer has no time to see the drain file before the app stops"
@@ -287,6 +295,7 @@ mod tests {
             command: vec!["node".into(), "server.js".into()],
             group: true,
             drain_file: Some("/tmp/draining".into()),
+            drain_file_from_var: false,
             stop_timeout: stop_timeout.map(Duration::from_secs),
             kill_source: source,
             policy: Policy {

@@ -31,6 +31,7 @@ mod gen_docs;
 mod health;
 mod listener;
 mod output;
+mod preflight;
 mod procfs;
 mod signals;
 mod spawn;
@@ -39,6 +40,7 @@ mod supervisor;
 mod sys;
 mod text;
 mod time;
+mod tini;
 
 use std::ffi::OsString;
 
@@ -80,6 +82,14 @@ fn run(args: Vec<OsString>) -> i32 {
         }
     };
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    // Run as `docker-init` or `tini`: tini's flags and default (tini.rs).
+    let args = match tini::translate(args, &cli::Env(&vars)) {
+        Ok(args) => args,
+        Err(e) => {
+            output::refuse(&e);
+            return e.exit_code();
+        }
+    };
     let config = match cli::parse(args, &cli::Env(&vars)) {
         Ok(Parsed::Config(config)) => config,
         Ok(Parsed::Print(text)) => return printed(&text),
@@ -95,9 +105,14 @@ fn run(args: Vec<OsString>) -> i32 {
     }
     output::init_logging(config.log);
     for name in cli::unknown_variables(vars.into_iter().map(|(name, _)| name)) {
-        log::warn!(
-            "ignoring unknown variable {name} (see drainit --help for the DRAINIT_* variables)"
-        );
+        log::warn!("{}", preflight::unknown_variable_warning(&name));
+    }
+    // What the options point at, checked before anything runs (--explain too).
+    if let Mode::Run(launch) | Mode::Explain(launch) = &config.mode
+        && let Err(e) = preflight::check(launch)
+    {
+        output::refuse(&e);
+        return e.exit_code();
     }
     match config.mode {
         Mode::Healthcheck(health) => {

@@ -65,6 +65,9 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         },
         None => None,
     };
+    if crate::preflight::wants_start_line(launch) {
+        info!("{}", crate::preflight::start_line(launch));
+    }
     let app = match spawn::spawn(launch, inherited) {
         Ok(app) => app,
         Err(e) => {

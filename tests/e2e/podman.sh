@@ -413,7 +413,7 @@ case_orphans() {
 # for a test image, stopped as its comment says: at t+0 the drain file
 # appears while the app still serves, at t+15s the app gets SIGTERM and dies
 # of it, like python's http.server (143, which the yaml's DRAINIT_SUCCESS_EXIT
-# turns into exit code 0). Also checks what the README
+# turns into exit code 0). Also checks what docs/deploying.md
 # says podman 4.3 does with the spec: it ignores terminationGracePeriodSeconds
 # (the stop timeout stays 10s, so stop with `podman pod stop -t 30`) and the
 # readinessProbe (no health check), and `podman kube down` SIGKILLs at once.
@@ -462,9 +462,9 @@ EOF
   # What podman made of the spec.
   stop_timeout=$("${P[@]}" inspect -f '{{.Config.StopTimeout}}' "$ctr")
   health=$("${P[@]}" inspect -f '{{json .Config.Healthcheck}}' "$ctr")
-  check "podman now takes terminationGracePeriodSeconds (stop timeout $stop_timeout): update the README, which says it is ignored" \
+  check "podman now takes terminationGracePeriodSeconds (stop timeout $stop_timeout): update docs/deploying.md, which says it is ignored" \
     [ "$stop_timeout" = 10 ] || return 1
-  check "podman now runs the readinessProbe as a health check ($health): update the README, which says it is ignored" \
+  check "podman now runs the readinessProbe as a health check ($health): update docs/deploying.md, which says it is ignored" \
     [ "$health" = null ] || return 1
 
   timed_stop "$n" 30 "$WORK/stop.kube" pod &
@@ -502,7 +502,7 @@ EOF
   t0=$(now)
   "${P[@]}" kube down "$dir/pod.yaml" >/dev/null 2>&1 || { WHY="podman kube down failed"; return 1; }
   took_down=$(calc "$(now) - $t0")
-  check "podman kube down took ${took_down}s: it now lets the ${delay}s drain run; update the README, which says it SIGKILLs at once" \
+  check "podman kube down took ${took_down}s: it now lets the ${delay}s drain run; update docs/deploying.md, which says it SIGKILLs at once" \
     is "$took_down < $delay - 5" || return 1
   OK="drainit PID 1 of the pod; podman pod stop -t 30: drain file at once, the app served during the drain and died of SIGTERM ${gap}s after it started (t+15s), its 143 turned into exit code 0, stop ${took}s; podman ignored terminationGracePeriodSeconds (stop timeout $stop_timeout) and readinessProbe (no health check); podman kube down took ${took_down}s (SIGKILL, no drain)"
 }
