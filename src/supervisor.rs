@@ -31,6 +31,16 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     if !pid1 && let Err(e) = sys::become_subreaper() {
         warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
     }
+    // A drain action that cannot run is found out now, not at the drain.
+    for command in [&launch.actions.on_drain, &launch.actions.stop_command]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) = command.check() {
+            error!("{e}");
+            return e.exit_code();
+        }
+    }
     if let Some(path) = &launch.drain_file
         && let Err(e) = drainfile::clear_stale(path)
     {

@@ -413,6 +413,15 @@ pub fn pid() -> i32 {
     unsafe { libc::getpid() }
 }
 
+/// Whether drainit may execute the file at `path` (`access(2)`, `X_OK`).
+pub fn may_execute(path: &Path) -> bool {
+    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    unsafe { libc::access(path.as_ptr(), libc::X_OK) == 0 }
+}
+
 /// drainit's effective user id.
 pub fn euid() -> u32 {
     // SAFETY: geteuid cannot fail and has no side effects.
