@@ -367,7 +367,11 @@ impl<'a> Runner<'a> {
             );
         }
         if let Some(url) = &self.actions.post {
-            post(url.clone(), post_timeout(kill_after, Duration::ZERO));
+            post(
+                url.clone(),
+                post_timeout(kill_after, Duration::ZERO),
+                self.stamp(now),
+            );
         }
     }
 
@@ -718,9 +722,26 @@ impl Output {
 /// `--on-drain-post`: the POST runs in a thread of its own, with a small
 /// stack, bounded by `timeout`; it logs its answer. The loop never waits for
 /// it, and drainit's exit ends it.
-fn post(url: Url, timeout: Duration) {
-    let _ = (url, timeout);
+fn post(url: Url, timeout: Duration, stamp: String) {
+    info!("{stamp}on-drain-post: POST {url}");
+    let spawned = std::thread::Builder::new()
+        .name("on-drain-post".into())
+        .stack_size(POST_STACK)
+        .spawn(move || match crate::health::post(&url, timeout) {
+            Ok(code) if (200..300).contains(&code) => {
+                info!("on-drain-post: POST {url} answered {code}")
+            }
+            Ok(code) => warn!("on-drain-post: POST {url} answered {code}; the drain goes on"),
+            Err(e) => warn!("on-drain-post: POST {url}: {e}; the drain goes on"),
+        });
+    if let Err(e) = spawned {
+        warn!("on-drain-post: cannot start a thread for it: {e}; no POST");
+    }
 }
+
+/// The POST thread's stack: a name lookup and one small request (the health
+/// listener's threads take the same).
+const POST_STACK: usize = 128 * 1024;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
