@@ -170,6 +170,19 @@ impl Run {
         .unwrap_or_else(|| panic!("no process with inner pid {inner} under drainit"))
     }
 
+    /// The host pid of drainit's live descendant whose pid in drainit's
+    /// namespace is `inner`, if there is one.
+    fn alive(&mut self, inner: i32) -> Option<i32> {
+        if self.mode == Mode::Parent {
+            return running(inner).then_some(inner);
+        }
+        let under = descendants(self.run.pid());
+        processes()
+            .into_iter()
+            .find(|p| p.inner == inner && under.contains(&p.pid) && running(p.pid))
+            .map(|p| p.pid)
+    }
+
     /// The number a shell action wrote to `name` (once it is there).
     fn number(&self, name: &str) -> i32 {
         let path = self.dir.path(name);
@@ -498,6 +511,52 @@ fn a_hanging_action_is_killed_with_its_group_before_the_kill_deadline() {
             out.stderr.contains(
                 "on-drain: still running before the kill deadline: SIGKILL to its process group"
             ),
+            "{mode:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn what_an_action_leaves_in_its_group_ends_with_it() {
+    for mode in BOTH {
+        // It exits at once, leaving a grandchild in its group.
+        let on_drain = shell(
+            "sleep 300 & echo $! > {dir}/grandchild.tmp; mv {dir}/grandchild.tmp {dir}/grandchild",
+        );
+        let Some(mut r) = start(
+            mode,
+            &[
+                "--drain-delay",
+                "4s",
+                "--kill-after",
+                "10s",
+                "--on-drain",
+                &on_drain,
+            ],
+            &[],
+        ) else {
+            continue;
+        };
+        let sent = r.run.signal(SIGTERM);
+        let grandchild = r.number("grandchild");
+        // As PID 1: gone already if no process of drainit's has its pid.
+        if let Some(grandchild) = r.alive(grandchild) {
+            wait_until(secs(10.0), || (!running(grandchild)).then_some(()))
+                .unwrap_or_else(|| panic!("{mode:?}: the grandchild survived its action"));
+        }
+        let took = r.run.elapsed() - sent;
+        assert!(took < secs(3.0), "{mode:?}: the grandchild lived {took:?}");
+        // Long before the app's stop signal.
+        assert!(
+            lines(&r.dir.path("log")).is_empty(),
+            "{mode:?}: the app was signalled"
+        );
+        let out = r.run.wait(secs(15.0));
+        assert_eq!(out.code, Some(0), "{mode:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("on-drain: left processes behind in its process group: SIGKILL to them"),
             "{mode:?}: {}",
             out.stderr
         );
