@@ -381,6 +381,14 @@ impl<'a> Runner<'a> {
         let Some(command) = &self.actions.stop_command else {
             return false;
         };
+        if self.kill_at.is_some_and(|k| now >= k) {
+            // The delay ends past the actions' SIGKILL: no time for a command.
+            warn!(
+                "{}stop command: no time left before the kill deadline; sending {signal} instead",
+                self.stamp(now)
+            );
+            return false;
+        }
         match self.spawn("stop command", command, now, app_pid, Some(signal)) {
             Ok(pid) => {
                 self.stop_ran = true;
@@ -564,8 +572,9 @@ impl<'a> Runner<'a> {
             );
             let _ = sys::send(Target::Group(pid), libc::SIGKILL);
         }
-        if let Some(mut output) = r.output.take() {
-            output.read(r.name, now);
+        if let Some(mut output) = r.output.take()
+            && output.read(r.name, now)
+        {
             output.finish(r.name);
         }
         let took = format_duration(now.saturating_sub(r.started));

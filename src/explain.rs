@@ -111,11 +111,19 @@ fn action_lines(out: &mut String, launch: &Launch, at: Duration, kill_at: Option
 fn stop_command_line(
     out: &mut String,
     launch: &Launch,
-    at: Duration,
+    (at, kill_at): (Duration, Option<Duration>),
     signal: Signal,
     target: &str,
 ) {
-    if let Some(command) = &launch.actions.stop_command {
+    if let Some(k) = actions::kill_at(kill_at).filter(|k| at >= *k) {
+        let _ = writeln!(
+            out,
+            "  {:<6} {signal}{}, to {target}: the delay ends past the actions' SIGKILL at {}, no time for the stop command",
+            t(at),
+            signal.then_cont(),
+            t(k)
+        );
+    } else if let Some(command) = &launch.actions.stop_command {
         let _ = writeln!(
             out,
             "  {:<6} stop command: {} instead of the stop signal; if it cannot run or fails, {signal}{}, to {target}",
@@ -247,7 +255,7 @@ pub fn timeline(launch: &Launch) -> String {
             }
             Action::Stop { signal, .. } if launch.actions.stop_command.is_some() => {
                 stop_at = Some(at);
-                stop_command_line(&mut out, launch, at, signal, target);
+                stop_command_line(&mut out, launch, (at, kill_at), signal, target);
             }
             Action::Stop { signal, .. } => {
                 stop_at = Some(at);
@@ -472,6 +480,18 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("stop command"), "{text}");
+        let text = timeline(&explain_launch(&[
+            "--drain-delay",
+            "900ms",
+            "--kill-after",
+            "1s",
+            "--stop-command",
+            "nginx -s quit",
+        ]));
+        assert!(
+            text.contains("  t+900ms SIGTERM, then SIGCONT, to the app's process group: the delay ends past the actions' SIGKILL at t+500ms, no time for the stop command"),
+            "{text}"
+        );
     }
 
     const TICK: Duration = Duration::from_millis(1);

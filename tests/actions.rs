@@ -211,7 +211,8 @@ fn on_drain_runs_at_the_drain_start_with_its_variables_and_its_output_prefixed()
         let on_drain = shell(
             "echo \"reason=$DRAINIT_REASON deadline=$DRAINIT_DEADLINE_MS app=$DRAINIT_APP_PID\" > {dir}/env.tmp; \
              echo \"$$ $(cut -d\" \" -f5 /proc/$$/stat)\" >> {dir}/env.tmp; mv {dir}/env.tmp {dir}/env; \
-             echo to stdout; echo to stderr >&2; printf \"no newline \\033[31m\"",
+             echo to stdout; echo to stderr >&2; head -c 3000 /dev/zero | tr \"\\0\" x; echo; \
+             printf \"no newline \\033[31m\"",
         );
         let Some(mut r) = start(
             mode,
@@ -294,6 +295,12 @@ fn on_drain_runs_at_the_drain_start_with_its_variables_and_its_output_prefixed()
         assert!(
             !out.stderr.contains('\x1b'),
             "{mode:?}: raw escape on stderr"
+        );
+        // A long line is cut at 1 KiB.
+        let long = format!("drainit: on-drain: {}...", "x".repeat(1024));
+        assert!(
+            out.stderr_lines().contains(&long.as_str()),
+            "{mode:?}: no cut line"
         );
     }
 }
