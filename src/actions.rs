@@ -451,7 +451,7 @@ impl<'a> Runner<'a> {
         program.set_env(&env).map_err(reason)?;
         let (read_end, write_end) = sys::output_pipe().map_err(reason)?;
         // Not the app's stdin (a terminal, say): nothing to read.
-        let null = File::open("/dev/null").ok();
+        let null = dev_null();
         program.set_stdio(null.as_ref().map(File::as_raw_fd), write_end.as_raw_fd());
         let setup = ChildSetup {
             own_group: true,
@@ -608,6 +608,22 @@ impl<'a> Runner<'a> {
             }
         }
     }
+}
+
+/// `/dev/null` to read from, if it is the device: opened without blocking
+/// and checked, since the loop must never hang on a FIFO put in its place.
+fn dev_null() -> Option<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open("/dev/null")
+        .ok()?;
+    file.metadata()
+        .ok()?
+        .file_type()
+        .is_char_device()
+        .then_some(file)
 }
 
 /// An action's output pipe, read line by line within its budget.

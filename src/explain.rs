@@ -346,6 +346,12 @@ pub fn timeline(launch: &Launch) -> String {
                 .to_string(),
         );
     }
+    if delay.is_zero() && (launch.actions.on_drain.is_some() || launch.actions.post.is_some()) {
+        checks.push(
+            "warning: --drain-delay is 0: the stop signal goes as the drain actions start, and they end when the app does"
+                .to_string(),
+        );
+    }
     for line in checks {
         let _ = writeln!(out, "  {line}");
     }
@@ -480,6 +486,12 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("stop command"), "{text}");
+        assert!(
+            text.contains(
+                "warning: --drain-delay is 0: the stop signal goes as the drain actions start"
+            ),
+            "{text}"
+        );
         let text = timeline(&explain_launch(&[
             "--drain-delay",
             "900ms",
