@@ -7,6 +7,11 @@
 //! is forwarded straight after the read; a wake with nothing else to do then
 //! ends there, so a forwarded signal costs a `read` and a `kill`.
 //!
+//! While a drain action runs (`actions.rs`), the wait also watches its
+//! output pipe, each wake reads what it wrote and keeps its deadline, and
+//! the reaping tells its exit from the app's by its pid; with none running,
+//! none of this costs anything.
+//!
 //! Nothing here returns an error once the app is running: a failure is logged
 //! and the loop goes on, because a PID 1 that gives up takes the container
 //! down with no drain.
@@ -150,8 +155,8 @@ impl Supervisor<'_> {
     fn supervise(mut self, signals: &SignalFd) -> i32 {
         let mut received = sys::Batch::new();
         let mut events = Vec::with_capacity(16);
-        // Changes only when the machine steps: kept here, the hot path below
-        // reads nothing it has not just touched.
+        // Changes only when the machine steps or a drain action runs: kept
+        // here, the hot path below reads nothing it has not just touched.
         let mut deadline = self.next_deadline();
         loop {
             let timeout = deadline.map(|due| due.saturating_sub(self.now()));
