@@ -218,7 +218,7 @@ fn on_drain_runs_at_the_drain_start_with_its_variables_and_its_output_prefixed()
             mode,
             &[
                 "--drain-delay",
-                "2s",
+                "3s",
                 "--kill-after",
                 "6s",
                 "--on-drain",
@@ -240,7 +240,7 @@ fn on_drain_runs_at_the_drain_start_with_its_variables_and_its_output_prefixed()
         );
         let took = r.run.elapsed() - sent;
         assert!(
-            took < secs(1.5),
+            took < secs(2.0),
             "{mode:?}: on-drain ran {took:?} after SIGTERM"
         );
         // Beside the delay: the app has had no signal yet.
@@ -271,7 +271,7 @@ fn on_drain_runs_at_the_drain_start_with_its_variables_and_its_output_prefixed()
         assert_ne!(ids[1], app_inner, "{mode:?}");
         let took = r.time_to_line("SIGTERM", sent);
         assert!(
-            took >= secs(2.0),
+            took >= secs(3.0),
             "{mode:?}: the stop signal came after {took:?}"
         );
         let out = r.run.wait(secs(15.0));
@@ -504,7 +504,7 @@ fn a_hanging_action_is_killed_with_its_group_before_the_kill_deadline() {
                 "{mode:?}: {what} killed after {t:?}, before kill deadline - 0.5s"
             );
             assert!(
-                t < app_gone,
+                t <= app_gone,
                 "{mode:?}: {what} gone at {t:?}, the app at {app_gone:?}"
             );
         }
@@ -514,10 +514,15 @@ fn a_hanging_action_is_killed_with_its_group_before_the_kill_deadline() {
         );
         let out = r.run.wait(secs(15.0));
         assert_eq!(out.code, Some(137), "{mode:?}: {}", out.stderr);
+        // The action first, then the kill deadline.
+        let at = |text: &str| {
+            out.stderr
+                .find(text)
+                .unwrap_or_else(|| panic!("{mode:?}: no {text:?} in:\n{}", out.stderr))
+        };
         assert!(
-            out.stderr.contains(
-                "on-drain: still running before the kill deadline: SIGKILL to its process group"
-            ),
+            at("on-drain: still running before the kill deadline: SIGKILL to its process group")
+                < at("kill deadline reached: SIGKILL"),
             "{mode:?}: {}",
             out.stderr
         );
@@ -577,7 +582,7 @@ fn a_flooding_action_delays_neither_forwarding_nor_the_exit() {
             mode,
             &[
                 "--drain-delay",
-                "3s",
+                "4s",
                 "--kill-after",
                 "20s",
                 "--on-drain",
@@ -612,9 +617,13 @@ fn a_flooding_action_delays_neither_forwarding_nor_the_exit() {
                 "{mode:?}: signal {i} forwarded after {took:?}"
             );
         }
-        let took = r.time_to_line("SIGTERM", sent);
-        assert!(took >= secs(3.0), "{mode:?}: SIGTERM after {took:?}");
+        // drainit's CPU over the flood, measured within the delay (it lives on).
+        while r.run.elapsed() < sent + secs(3.0) {
+            std::thread::sleep(secs(0.01));
+        }
         let used = cpu(drainit) - before;
+        let took = r.time_to_line("SIGTERM", sent);
+        assert!(took >= secs(4.0), "{mode:?}: SIGTERM after {took:?}");
         let out = r.run.wait(secs(15.0));
         // The app exits on SIGTERM: drainit with it, not at the action's SIGKILL (19.5s).
         let exit = out.elapsed - sent;
@@ -714,7 +723,7 @@ fn on_drain_post_posts_to_a_local_server_and_a_silent_one_delays_nothing() {
                 .clone()
                 .expect("the server got no request");
             assert!(
-                at - before < secs(1.0),
+                at - before < secs(2.0),
                 "{mode:?}: POST {:?} after SIGTERM",
                 at - before
             );
