@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use log::LevelFilter;
 
+use crate::actions::{self, Actions};
 use crate::drain::{Drain, Policy};
 use crate::error::Error;
 use crate::health::{Health, Url};
@@ -149,6 +150,35 @@ pub struct Cli {
     )]
     pub health_listen: Option<OsString>,
 
+    /// Run CMD when a drain starts, beside the delay (deregister, POST /admin/drain...): split into words like a shell, no expansion (a shell only as `sh -c '...'`)
+    #[arg(
+        long,
+        env = "DRAINIT_ON_DRAIN",
+        value_name = "CMD",
+        allow_hyphen_values = true,
+        help_heading = "Drain actions"
+    )]
+    pub on_drain: Option<OsString>,
+
+    /// Run CMD instead of sending the stop signal when the delay ends ('nginx -s quit'); if it cannot run or fails, the stop signal goes after all. Needs --kill-after or --stop-timeout
+    #[arg(
+        long,
+        env = "DRAINIT_STOP_COMMAND",
+        value_name = "CMD",
+        allow_hyphen_values = true,
+        help_heading = "Drain actions"
+    )]
+    pub stop_command: Option<OsString>,
+
+    /// POST to this http:// URL when a drain starts (for images without curl), for at most 10s
+    #[arg(
+        long,
+        env = "DRAINIT_ON_DRAIN_POST",
+        value_name = "URL",
+        help_heading = "Drain actions"
+    )]
+    pub on_drain_post: Option<OsString>,
+
     /// Exit codes of the app that count as success: drainit exits 0 instead (e.g. 143,130 for an app killed by the drain's SIGTERM or by SIGINT)
     #[arg(
         long,
@@ -214,6 +244,9 @@ pub const KILL_AFTER: Opt = Opt::new("--kill-after", "DRAINIT_KILL_AFTER");
 pub const STOP_TIMEOUT: Opt = Opt::new("--stop-timeout", "DRAINIT_STOP_TIMEOUT");
 pub const DRAIN_ON: Opt = Opt::new("--drain-on", "DRAINIT_DRAIN_ON");
 pub const HEALTH_LISTEN: Opt = Opt::new("--health-listen", "DRAINIT_HEALTH_LISTEN");
+pub const ON_DRAIN: Opt = Opt::new("--on-drain", "DRAINIT_ON_DRAIN");
+pub const STOP_COMMAND: Opt = Opt::new("--stop-command", "DRAINIT_STOP_COMMAND");
+pub const ON_DRAIN_POST: Opt = Opt::new("--on-drain-post", "DRAINIT_ON_DRAIN_POST");
 pub const SUCCESS_EXIT: Opt = Opt::new("--success-exit", "DRAINIT_SUCCESS_EXIT");
 pub const URL: Opt = Opt::new("--url", "DRAINIT_URL");
 pub const TIMEOUT: Opt = Opt::new("--timeout", "DRAINIT_TIMEOUT");
@@ -223,7 +256,7 @@ pub const QUIET: Opt = Opt::new("--quiet", "DRAINIT_QUIET");
 pub const LOG_VAR: &str = "DRAINIT_LOG";
 
 /// Every option with a variable (the clap definitions must agree: a test says so).
-pub const OPTIONS: [Opt; 14] = [
+pub const OPTIONS: [Opt; 17] = [
     NO_GROUP,
     GRACE,
     DRAIN_FILE,
@@ -233,6 +266,9 @@ pub const OPTIONS: [Opt; 14] = [
     STOP_TIMEOUT,
     DRAIN_ON,
     HEALTH_LISTEN,
+    ON_DRAIN,
+    STOP_COMMAND,
+    ON_DRAIN_POST,
     SUCCESS_EXIT,
     URL,
     TIMEOUT,
@@ -411,6 +447,8 @@ pub struct Launch {
     pub policy: Policy,
     /// `--health-listen`.
     pub listen: Option<Box<Listen>>,
+    /// `--on-drain`, `--stop-command`, `--on-drain-post`.
+    pub actions: Box<Actions>,
 }
 
 /// The health listener's settings.
@@ -730,6 +768,7 @@ struct Values<'a> {
     drain_on: Valued<'a, SigSet>,
     health_listen: Valued<'a, SocketAddr>,
     timeout: Valued<'a, Duration>,
+    actions: Box<Actions>,
 }
 
 impl<'a> Values<'a> {
@@ -760,8 +799,30 @@ impl<'a> Values<'a> {
                 crate::listener::parse_address,
             )?,
             timeout: duration(TIMEOUT, &cli.timeout)?,
+            actions: Box::new(drain_actions(cli, env)?),
         })
     }
+}
+
+/// `--on-drain`, `--stop-command` and `--on-drain-post`, each checked on its own.
+fn drain_actions(cli: &Cli, env: &Env) -> Result<Actions, Error> {
+    let command = |opt: Opt, flag: Option<&OsString>| {
+        Given::find(opt, flag, env)
+            .map(|g| {
+                let from = actions::From {
+                    flag: opt.flag,
+                    var: g.from_var.then_some(opt.var),
+                };
+                actions::Command::parse(g.text, from)
+            })
+            .transpose()
+    };
+    Ok(Actions {
+        on_drain: command(ON_DRAIN, cli.on_drain.as_ref())?,
+        stop_command: command(STOP_COMMAND, cli.stop_command.as_ref())?,
+        post: value(ON_DRAIN_POST, cli.on_drain_post.as_ref(), env, Url::parse)?
+            .map(|(url, _)| url),
+    })
 }
 
 impl Launch {
@@ -773,7 +834,8 @@ impl Launch {
             || v.stop_signal.is_some()
             || v.kill_after.is_some()
             || v.stop_timeout.is_some()
-            || v.drain_on.is_some();
+            || v.drain_on.is_some()
+            || v.actions.any();
         let on = v.drain_on.map_or(SigSet::of(&[Signal::TERM]), |(on, _)| on);
         let delay = v.drain_delay.map_or(Duration::ZERO, |(d, _)| d);
         let delay_named = || {
@@ -837,6 +899,12 @@ impl Launch {
             return usage(format!("{} must be shorter than {deadline}", delay_named()));
         }
 
+        if let (Some(stop), None) = (&v.actions.stop_command, kill_after) {
+            return Err(stop.from.refuse(
+                "needs a kill deadline (--kill-after or --stop-timeout): a stop command that hangs must not leave the app running",
+            ));
+        }
+
         let drain = draining.then_some(Drain {
             on,
             delay,
@@ -855,6 +923,7 @@ impl Launch {
                 grace: v.grace.map_or(DEFAULT_GRACE, |(g, _)| g),
             },
             listen: None,
+            actions: v.actions,
         })
     }
 }
@@ -971,6 +1040,23 @@ mod tests {
             (&["--bogus", "app"], &["--bogus"]),
             (&["-v", "-q", "app"], &["--verbose", "--quiet"]),
             (&[], &["COMMAND"]),
+            (&["--on-drain", "", "app"], &["--on-drain", "empty"]),
+            (
+                &["--on-drain", "sh -c 'x", "app"],
+                &["--on-drain", "unbalanced"],
+            ),
+            (
+                &["--stop-command", "nginx -s quit", "app"],
+                &["--stop-command", "--kill-after", "--stop-timeout"],
+            ),
+            (
+                &["--stop-command", "\"", "--kill-after", "3s", "app"],
+                &["--stop-command", "unbalanced"],
+            ),
+            (
+                &["--on-drain-post", "https://x/", "app"],
+                &["--on-drain-post", "https"],
+            ),
         ];
         for (args, names) in cases {
             let err = parse_strs(args).expect_err(&format!("{args:?} should fail"));
@@ -994,6 +1080,47 @@ mod tests {
             unknown_variables(names.map(OsString::from)),
             ["DRAINIT_DRAIN_DELAYS", "DRAINIT_STOPTIMEOUT"]
         );
+    }
+
+    #[test]
+    fn drain_actions_are_split_once_and_start_a_drain() {
+        let r = launch(&[
+            "--on-drain",
+            "sh -c 'echo \"draining $X\"'",
+            "--stop-command",
+            "nginx -s quit",
+            "--stop-timeout",
+            "30s",
+            "--on-drain-post",
+            "http://127.0.0.1:8500/v1/agent/service/deregister/web",
+            "app",
+        ]);
+        let on_drain = r.actions.on_drain.unwrap();
+        assert_eq!(on_drain.argv, ["sh", "-c", "echo \"draining $X\""]);
+        assert_eq!(on_drain.from.flag, "--on-drain");
+        assert_eq!(
+            r.actions.stop_command.unwrap().argv,
+            ["nginx", "-s", "quit"]
+        );
+        assert_eq!(r.actions.post.unwrap().port, 8500);
+        // An action alone is a drain option: SIGTERM starts a drain.
+        for args in [
+            &["--on-drain", "true", "app"][..],
+            &["--on-drain-post", "http://x/", "app"],
+            &["--stop-command", "true", "--kill-after", "2s", "app"],
+        ] {
+            let r = launch(args);
+            assert_eq!(
+                r.policy.drain.unwrap().on,
+                SigSet::of(&[Signal::TERM]),
+                "{args:?}"
+            );
+        }
+        let c = parse_env(&["app"], &[("DRAINIT_ON_DRAIN", "a b")]).unwrap();
+        let Mode::Run(r) = c.mode else { panic!() };
+        let on_drain = r.actions.on_drain.unwrap();
+        assert_eq!(on_drain.argv, ["a", "b"]);
+        assert_eq!(on_drain.from.var, Some("DRAINIT_ON_DRAIN"));
     }
 
     #[test]
@@ -1117,6 +1244,26 @@ mod tests {
                 &["--drain-file", "", "app"],
                 &[],
                 "--drain-file: the path is empty",
+            ),
+            (
+                &["app"],
+                &[("DRAINIT_ON_DRAIN", "echo 'a")],
+                "--on-drain: unbalanced ' (the command is split into words as a shell would, without expansion: quotes must pair up) (from DRAINIT_ON_DRAIN)",
+            ),
+            (
+                &["--kill-after", "5s", "app"],
+                &[("DRAINIT_STOP_COMMAND", "   ")],
+                "--stop-command: the command is empty (from DRAINIT_STOP_COMMAND)",
+            ),
+            (
+                &["app"],
+                &[("DRAINIT_STOP_COMMAND", "nginx -s quit")],
+                "--stop-command: needs a kill deadline (--kill-after or --stop-timeout): a stop command that hangs must not leave the app running (from DRAINIT_STOP_COMMAND)",
+            ),
+            (
+                &["app"],
+                &[("DRAINIT_ON_DRAIN_POST", "ftp://x/")],
+                "--on-drain-post: 'ftp://x/': only http:// URLs are supported (expected http://HOST[:PORT][/PATH]) (from DRAINIT_ON_DRAIN_POST)",
             ),
         ];
         for (args, vars, want) in cases {

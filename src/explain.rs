@@ -6,6 +6,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::actions;
 use crate::cli::{ESCALATION_MARGIN, KillSource, Launch, show_command};
 use crate::drain::{Action, Event, Machine, Policy};
 use crate::signals::Signal;
@@ -77,6 +78,78 @@ fn listener_line(out: &mut String, launch: &Launch, at: &str) {
             out,
             "  {at:<6} /ready on {} answers 503 (draining); /live answers 200 until the app exits",
             listen.address
+        );
+    }
+}
+
+/// `t+0s   on-drain: ...` and `t+0s   on-drain-post: ...`, when a drain starts.
+fn action_lines(out: &mut String, launch: &Launch, at: Duration, kill_at: Option<Duration>) {
+    let actions = &launch.actions;
+    if let Some(command) = &actions.on_drain {
+        let until = match actions::kill_at(kill_at) {
+            Some(k) => format!("SIGKILL to its process group at {} if still running", t(k)),
+            None => "it ends when the app does".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<6} on-drain: {} starts, in a process group of its own, output on stderr; {until}",
+            t(at),
+            command.shown()
+        );
+    }
+    if let Some(url) = &actions.post {
+        let _ = writeln!(
+            out,
+            "  {:<6} on-drain-post: POST {url}, for at most {}",
+            t(at),
+            format_duration(actions::post_timeout(kill_at, at))
+        );
+    }
+}
+
+/// The stop command, run instead of the stop signal.
+fn stop_command_line(
+    out: &mut String,
+    launch: &Launch,
+    (at, kill_at): (Duration, Option<Duration>),
+    signal: Signal,
+    target: &str,
+) {
+    if let Some(k) = actions::kill_at(kill_at).filter(|k| at >= *k) {
+        let _ = writeln!(
+            out,
+            "  {:<6} {signal}{}, to {target}: the delay ends past the actions' SIGKILL at {}, no time for the stop command",
+            t(at),
+            signal.then_cont(),
+            t(k)
+        );
+    } else if let Some(command) = &launch.actions.stop_command {
+        let _ = writeln!(
+            out,
+            "  {:<6} stop command: {} instead of the stop signal; if it cannot run or fails, {signal}{}, to {target}",
+            t(at),
+            command.shown(),
+            signal.then_cont()
+        );
+    }
+}
+
+/// `t+28.5s on-drain, stop command: SIGKILL ...`, before the kill deadline.
+fn actions_killed_line(out: &mut String, launch: &Launch, kill_at: Option<Duration>) {
+    let actions = &launch.actions;
+    let names: Vec<&str> = [
+        actions.on_drain.as_ref().map(|_| "on-drain"),
+        actions.stop_command.as_ref().map(|_| "stop command"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if let (false, Some(at)) = (names.is_empty(), actions::kill_at(kill_at)) {
+        let _ = writeln!(
+            out,
+            "  {:<6} {}: SIGKILL to the process group of each that still runs",
+            t(at),
+            names.join(", ")
         );
     }
 }
@@ -170,6 +243,7 @@ pub fn timeline(launch: &Launch) -> String {
                         );
                     }
                 }
+                action_lines(&mut out, launch, at, k);
                 if !d.is_zero() {
                     let _ = writeln!(
                         out,
@@ -178,6 +252,10 @@ pub fn timeline(launch: &Launch) -> String {
                         format_duration(d)
                     );
                 }
+            }
+            Action::Stop { signal, .. } if launch.actions.stop_command.is_some() => {
+                stop_at = Some(at);
+                stop_command_line(&mut out, launch, (at, kill_at), signal, target);
             }
             Action::Stop { signal, .. } => {
                 stop_at = Some(at);
@@ -194,6 +272,7 @@ pub fn timeline(launch: &Launch) -> String {
             }
             Action::Kill { exit, .. } => {
                 killed_at = Some(at);
+                actions_killed_line(&mut out, launch, kill_at);
                 let _ = writeln!(
                     out,
                     "  {:<6} SIGKILL to {target} and, as PID 1, to everything left; drainit exits {exit}",
@@ -224,6 +303,12 @@ pub fn timeline(launch: &Launch) -> String {
             .map(|k| format!(", never past {}", t(k)))
             .unwrap_or_default()
     );
+    if launch.actions.on_drain.is_some() || launch.actions.stop_command.is_some() {
+        let _ = writeln!(
+            out,
+            "drain actions end with the app: once it has exited, the process group of each that still runs gets SIGKILL"
+        );
+    }
 
     let _ = writeln!(out, "checks:");
     let mut checks = Vec::new();
@@ -269,6 +354,12 @@ pub fn timeline(launch: &Launch) -> String {
                 .to_string(),
         );
     }
+    if delay.is_zero() && (launch.actions.on_drain.is_some() || launch.actions.post.is_some()) {
+        checks.push(
+            "warning: --drain-delay is 0: the stop signal goes as the drain actions start, and they end when the app does"
+                .to_string(),
+        );
+    }
     for line in checks {
         let _ = writeln!(out, "  {line}");
     }
@@ -308,6 +399,7 @@ mod tests {
                 grace: Duration::from_secs(5),
             },
             listen: None,
+            actions: Default::default(),
         }
     }
 
@@ -369,6 +461,58 @@ mod tests {
             Ok(Parsed::Print(p)) => panic!("{p}"),
             Err(e) => panic!("{args:?}: {e}"),
         }
+    }
+
+    #[test]
+    fn shows_the_drain_actions_on_the_timeline() {
+        let text = timeline(&explain_launch(&[
+            "--drain-delay",
+            "5s",
+            "--stop-timeout",
+            "30s",
+            "--stop-signal",
+            "QUIT",
+            "--on-drain",
+            "sh -c 'curl -X POST localhost:8500/drain'",
+            "--on-drain-post",
+            "http://127.0.0.1:9901/drain_listeners",
+            "--stop-command",
+            "nginx -s quit",
+        ]));
+        for line in [
+            "  t+0s   on-drain: sh -c 'curl -X POST localhost:8500/drain' starts, in a process group of its own, output on stderr; SIGKILL to its process group at t+28.5s if still running",
+            "  t+0s   on-drain-post: POST http://127.0.0.1:9901/drain_listeners, for at most 10s",
+            "  t+5s   stop command: nginx -s quit instead of the stop signal; if it cannot run or fails, SIGQUIT, then SIGCONT, to the app's process group",
+            "  t+28.5s on-drain, stop command: SIGKILL to the process group of each that still runs",
+            "  t+29s  SIGKILL to the app's process group",
+            "drain actions end with the app",
+        ] {
+            assert!(text.contains(line), "missing '{line}' in:\n{text}");
+        }
+        let text = timeline(&explain_launch(&["--on-drain", "true"]));
+        assert!(
+            text.contains("on-drain: true starts, in a process group of its own, output on stderr; it ends when the app does"),
+            "{text}"
+        );
+        assert!(!text.contains("stop command"), "{text}");
+        assert!(
+            text.contains(
+                "warning: --drain-delay is 0: the stop signal goes as the drain actions start"
+            ),
+            "{text}"
+        );
+        let text = timeline(&explain_launch(&[
+            "--drain-delay",
+            "900ms",
+            "--kill-after",
+            "1s",
+            "--stop-command",
+            "nginx -s quit",
+        ]));
+        assert!(
+            text.contains("  t+900ms SIGTERM, then SIGCONT, to the app's process group: the delay ends past the actions' SIGKILL at t+500ms, no time for the stop command"),
+            "{text}"
+        );
     }
 
     const TICK: Duration = Duration::from_millis(1);

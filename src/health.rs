@@ -300,9 +300,38 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// `--on-drain-post`: POSTs nothing to the URL and returns the HTTP status
+/// code, all within `timeout` (but for the name lookup, which the resolver
+/// bounds: a late answer is "no answer within").
+pub fn post(url: &Url, timeout: Duration) -> Result<u16, String> {
+    let deadline = Instant::now().checked_add(timeout);
+    let stage = AtomicU8::new(AT_LOOKUP);
+    status_of(url, Method::Post, timeout, deadline, &stage)
+}
+
+/// The requests drainit makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    /// The health check's.
+    Get,
+    /// `--on-drain-post`'s, with an empty body.
+    Post,
+}
+
 /// GETs the URL and returns the HTTP status code, all before `deadline`.
 fn get_status(
     url: &Url,
+    timeout: Duration,
+    deadline: Option<Instant>,
+    stage: &AtomicU8,
+) -> Result<u16, String> {
+    status_of(url, Method::Get, timeout, deadline, stage)
+}
+
+/// Sends one request and returns the HTTP status code, all before `deadline`.
+fn status_of(
+    url: &Url,
+    method: Method,
     timeout: Duration,
     deadline: Option<Instant>,
     stage: &AtomicU8,
@@ -338,10 +367,16 @@ fn get_status(
     } else {
         url.host.clone()
     };
-    let request = format!(
-        "GET {} HTTP/1.0\r\nHost: {host}:{}\r\nUser-Agent: drainit-healthcheck\r\nConnection: close\r\n\r\n",
-        url.path, url.port
-    );
+    let request = match method {
+        Method::Get => format!(
+            "GET {} HTTP/1.0\r\nHost: {host}:{}\r\nUser-Agent: drainit-healthcheck\r\nConnection: close\r\n\r\n",
+            url.path, url.port
+        ),
+        Method::Post => format!(
+            "POST {} HTTP/1.0\r\nHost: {host}:{}\r\nUser-Agent: drainit\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            url.path, url.port
+        ),
+    };
     stream
         .set_write_timeout(Some(left()?))
         .map_err(|e| reason(&e))?;

@@ -20,6 +20,7 @@
     )
 )]
 
+mod actions;
 mod cli;
 mod drain;
 mod drainfile;

@@ -71,9 +71,12 @@ pub fn spawn(launch: &Launch, inherited: sys::Inherited) -> Result<App, Error> {
         }
         // /bin/sh is there but could not run it: the file's own error stands.
         Err(StartError::Shell(_)) => Err(failed(io::Error::from_raw_os_error(libc::ENOEXEC), None)),
-        Err(StartError::Clone(e) | StartError::Group(e) | StartError::Exec(e)) => {
-            Err(failed(e, None))
-        }
+        Err(
+            StartError::Clone(e)
+            | StartError::Group(e)
+            | StartError::Stdio(e)
+            | StartError::Exec(e),
+        ) => Err(failed(e, None)),
     }
 }
 

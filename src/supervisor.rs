@@ -7,6 +7,11 @@
 //! is forwarded straight after the read; a wake with nothing else to do then
 //! ends there, so a forwarded signal costs a `read` and a `kill`.
 //!
+//! While a drain action runs (`actions.rs`), the wait also watches its
+//! output pipe, each wake reads what it wrote and keeps its deadline, and
+//! the reaping tells its exit from the app's by its pid; with none running,
+//! none of this costs anything.
+//!
 //! Nothing here returns an error once the app is running: a failure is logged
 //! and the loop goes on, because a PID 1 that gives up takes the container
 //! down with no drain.
@@ -15,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
+use crate::actions::{Reaped, Runner};
 use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
 use crate::drainfile;
@@ -30,6 +36,16 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let pid1 = sys::pid() == 1;
     if !pid1 && let Err(e) = sys::become_subreaper() {
         warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
+    }
+    // A drain action that cannot run is found out now, not at the drain.
+    for command in [&launch.actions.on_drain, &launch.actions.stop_command]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) = command.check() {
+            error!("{e}");
+            return e.exit_code();
+        }
     }
     if let Some(path) = &launch.drain_file
         && let Err(e) = drainfile::clear_stale(path)
@@ -68,6 +84,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     if crate::preflight::wants_start_line(launch) {
         info!("{}", crate::preflight::start_line(launch));
     }
+    let actions = Runner::new(&launch.actions, inherited);
     let app = match spawn::spawn(launch, inherited) {
         Ok(app) => app,
         Err(e) => {
@@ -103,6 +120,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         children_changed: true,
         started: Instant::now(),
         machine: Machine::new(&launch.policy),
+        actions,
     }
     .supervise(&signals)
 }
@@ -120,6 +138,8 @@ struct Supervisor<'a> {
     children_changed: bool,
     started: Instant,
     machine: Machine<'a>,
+    /// `--on-drain`, `--stop-command`, `--on-drain-post`, while they run.
+    actions: Runner<'a>,
 }
 
 impl Supervisor<'_> {
@@ -127,15 +147,29 @@ impl Supervisor<'_> {
         self.started.elapsed()
     }
 
+    /// The next time the loop must wake: the machine's, or the drain actions'.
+    fn next_deadline(&self) -> Option<Duration> {
+        [self.machine.next_deadline(), self.actions.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     fn supervise(mut self, signals: &SignalFd) -> i32 {
         let mut received = sys::Batch::new();
         let mut events = Vec::with_capacity(16);
-        // Changes only when the machine steps: kept here, the hot path below
-        // reads nothing it has not just touched.
-        let mut deadline = self.machine.next_deadline();
+        // Changes only when the machine steps or a drain action runs: kept
+        // here, the hot path below reads nothing it has not just touched.
+        let mut deadline = self.next_deadline();
         loop {
             let timeout = deadline.map(|due| due.saturating_sub(self.now()));
-            if let Err(e) = signals.wait(timeout) {
+            // Only while a drain action runs does the wait watch its output too.
+            let waited = if self.actions.active() {
+                signals.wait_also(&self.actions.fds(), timeout)
+            } else {
+                signals.wait(timeout)
+            };
+            if let Err(e) = waited {
                 error!("poll failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -187,12 +221,23 @@ impl Supervisor<'_> {
                         health.exited(status.code());
                     }
                     info!("the app {}", describe(status));
+                    self.actions.app_exited();
                     events.push(Event::AppExited(status.code()));
+                } else if self.actions.active()
+                    && let Some(reaped) = self.actions.reaped(pid, status, self.started.elapsed())
+                {
+                    if let Reaped::StopFailed(signal) = reaped {
+                        self.stop_after_all(signal);
+                    }
                 } else {
                     debug!("reaped pid {pid} ({})", describe(status));
                 }
             }
             self.app.job_control(&received, app_stopped);
+            if self.actions.active() {
+                self.actions.service(self.now());
+                deadline = self.next_deadline();
+            }
             if events.is_empty() && deadline.is_none() {
                 // Nothing to step: a Tick without a deadline does nothing, and
                 // leftovers are only awaited with one. No clock read.
@@ -214,7 +259,7 @@ impl Supervisor<'_> {
             if let Some(code) = self.feed(Event::Tick, now) {
                 return code;
             }
-            deadline = self.machine.next_deadline();
+            deadline = self.next_deadline();
         }
     }
 
@@ -223,7 +268,7 @@ impl Supervisor<'_> {
         self.machine
             .step(event, now)
             .into_iter()
-            .find_map(|action| self.carry_out(action))
+            .find_map(|action| self.carry_out(action, now))
     }
 
     /// Where signals for the app go now: its group, or its pid while it lives.
@@ -244,22 +289,45 @@ impl Supervisor<'_> {
         }
     }
 
-    fn carry_out(&mut self, action: Action) -> Option<i32> {
+    fn carry_out(&mut self, action: Action, now: Duration) -> Option<i32> {
         match action {
             Action::Forward(signal) => self.forward(signal),
+            Action::Swallow { signal, at } if self.actions.stop_command_ran() => {
+                info!(
+                    "{}{signal} again: the stop command is stopping the app; not sending it",
+                    stamp(Some(at))
+                )
+            }
             Action::Swallow { signal, at } => {
                 info!(
                     "{}{signal} again: the app already has its stop signal; not sending another",
                     stamp(Some(at))
                 )
             }
-            Action::StartDrain { signal, delay, .. } => self.start_drain(signal, delay),
+            Action::StartDrain {
+                signal,
+                delay,
+                kill_at,
+            } => {
+                self.start_drain(signal, delay);
+                self.actions
+                    .drain_started(signal, now, kill_at, self.app.pid);
+            }
             Action::Stop {
                 signal,
                 reason,
                 at,
                 kill_at,
-            } => self.stop(signal, reason, at, kill_at),
+            } => {
+                if reason == StopReason::Forwarded
+                    || !self.app_alive
+                    || !self.actions.stop(signal, now, self.app.pid)
+                {
+                    self.stop(signal, reason, at, kill_at)
+                } else if let StopReason::CutShort(by) = reason {
+                    info!("{}{by} received: drain delay cut short", stamp(at));
+                }
+            }
             Action::TermLeftovers {
                 wait,
                 spare_group,
@@ -271,6 +339,7 @@ impl Supervisor<'_> {
                 at,
             } => self.kill(app_alive, exit, at),
             Action::Exit(code) => {
+                self.actions.end();
                 debug!("exiting with code {code}");
                 return Some(code);
             }
@@ -370,6 +439,19 @@ impl Supervisor<'_> {
             StopReason::DelayOver => info!("{stamp}sending {signal} to {to}{kill}"),
             StopReason::CutShort(by) => {
                 info!("{stamp}{by} received: drain delay cut short; sending {signal} to {to}{kill}")
+            }
+        }
+    }
+
+    /// The stop command failed: the stop signal (and SIGCONT) after all.
+    fn stop_after_all(&self, signal: Signal) {
+        if !self.app_alive {
+            return;
+        }
+        if let Some(target) = self.app_target() {
+            self.signal(target, signal);
+            if signal.followed_by_cont() {
+                self.signal(target, Signal::CONT);
             }
         }
     }

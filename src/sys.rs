@@ -301,6 +301,20 @@ impl SignalFd {
         Ok(())
     }
 
+    /// As `wait`, but also wakes when one of `others` is readable (or hung
+    /// up): for the pipes of running drain actions. Never blocks in `read`.
+    pub fn wait_also(&self, others: &[c_int], timeout: Option<Duration>) -> io::Result<()> {
+        let mut fds = Vec::with_capacity(others.len().saturating_add(1));
+        fds.push(PollFd::readable(self.fd.as_raw_fd()));
+        fds.extend(others.iter().map(|fd| PollFd::readable(*fd)));
+        self.next.set(NextRead::Nothing);
+        poll(&mut fds, timeout)?;
+        if fds.first().is_some_and(PollFd::ready) {
+            self.next.set(NextRead::Ready);
+        }
+        Ok(())
+    }
+
     /// `poll` for a pending signal, at most `timeout`; false on EINTR.
     fn readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
         poll(&mut [PollFd::readable(self.fd.as_raw_fd())], timeout).map(|n| n > 0)
@@ -411,6 +425,15 @@ pub fn become_subreaper() -> io::Result<()> {
 pub fn pid() -> i32 {
     // SAFETY: getpid cannot fail and has no side effects.
     unsafe { libc::getpid() }
+}
+
+/// Whether drainit may execute the file at `path` (`access(2)`, `X_OK`).
+pub fn may_execute(path: &Path) -> bool {
+    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    unsafe { libc::access(path.as_ptr(), libc::X_OK) == 0 }
 }
 
 /// drainit's effective user id.
@@ -666,6 +689,13 @@ pub struct Program {
     search: Option<Vec<u8>>,
     /// Room for one candidate path, `dir/command\0`, written by the child.
     candidate: Vec<u8>,
+    /// The environment, when not drainit's own (see `set_env`); `envp` points into it.
+    env: Vec<CString>,
+    envp: Vec<*const c_char>,
+    /// Descriptors the child gets as stdin and as stdout and stderr (-1:
+    /// drainit's own); the caller keeps them open until `start` returns.
+    stdin: c_int,
+    output: c_int,
 }
 
 impl Program {
@@ -693,8 +723,52 @@ impl Program {
             argv,
             search,
             candidate: vec![0; room],
+            env: Vec::new(),
+            envp: Vec::new(),
+            stdin: -1,
+            output: -1,
         })
     }
+
+    /// Runs the program with exactly these `NAME=value` entries as its
+    /// environment, instead of drainit's. `Err(InvalidInput)` for a NUL byte.
+    pub fn set_env(&mut self, env: &[OsString]) -> io::Result<()> {
+        self.env = env
+            .iter()
+            .map(|e| CString::new(e.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        self.envp = self.env.iter().map(|e| e.as_ptr()).collect();
+        self.envp.push(std::ptr::null());
+        Ok(())
+    }
+
+    /// Gives the child `stdin` as its standard input and `output` as its
+    /// standard output and error. Both must stay open until `start` returns.
+    pub fn set_stdio(&mut self, stdin: Option<c_int>, output: c_int) {
+        self.stdin = stdin.unwrap_or(-1);
+        self.output = output;
+    }
+}
+
+/// A pipe for a child's output: the read end (non-blocking) for drainit,
+/// the write end for the child; both close-on-exec and neither on 0, 1 or 2.
+pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds: [c_int; 2] = [-1, -1];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as c_long)?;
+    let [read_end, write_end] = fds;
+    // SAFETY: the kernel just returned these descriptors; nothing else owns them.
+    let (read_end, write_end) = unsafe {
+        (
+            OwnedFd::from_raw_fd(read_end),
+            OwnedFd::from_raw_fd(write_end),
+        )
+    };
+    let (read_end, write_end) = (above_stdio(read_end)?, above_stdio(write_end)?);
+    // SAFETY: fcntl on a descriptor we own, with integer arguments.
+    check(unsafe { libc::fcntl(read_end.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } as c_long)?;
+    Ok((read_end, write_end))
 }
 
 /// How the child is to start, besides the command.
@@ -713,6 +787,8 @@ pub struct ChildSetup {
 pub enum StartError {
     /// Preparing or cloning failed in drainit itself.
     Clone(io::Error),
+    /// The child could not take its standard descriptors.
+    Stdio(io::Error),
     /// The child could not make its process group.
     Group(io::Error),
     /// No exec succeeded: the last meaningful error, as `execvp` reports it.
@@ -735,6 +811,7 @@ struct Report {
 const STAGE_GROUP: c_int = 1;
 const STAGE_EXEC: c_int = 2;
 const STAGE_SHELL: c_int = 3;
+const STAGE_STDIO: c_int = 4;
 
 /// What the parent hands the child: pointers into a `Program` and plain values.
 struct Shared {
@@ -749,6 +826,8 @@ struct Shared {
     candidate_len: usize,
     setup: ChildSetup,
     report: c_int,
+    stdin: c_int,
+    output: c_int,
 }
 
 /// Starts `program` as drainit's child, the way POSIX `execvp` would run it
@@ -778,9 +857,13 @@ pub fn start(program: &mut Program, setup: ChildSetup) -> Result<i32, StartError
     let file = program.args.first().map_or(&[][..], |a| a.as_bytes());
     let shared = Shared {
         argv: program.argv.as_mut_ptr(),
-        // SAFETY: reading the C runtime's `environ` pointer; drainit never changes
-        // its environment, so nothing writes it concurrently.
-        envp: unsafe { environ },
+        envp: if program.envp.is_empty() {
+            // SAFETY: reading the C runtime's `environ` pointer; drainit never
+            // changes its environment, so nothing writes it concurrently.
+            unsafe { environ }
+        } else {
+            program.envp.as_ptr()
+        },
         file: file.as_ptr(),
         file_len: file.len(),
         search: program
@@ -792,6 +875,8 @@ pub fn start(program: &mut Program, setup: ChildSetup) -> Result<i32, StartError
         candidate_len: program.candidate.len(),
         setup,
         report: write_end.as_raw_fd(),
+        stdin: program.stdin,
+        output: program.output,
     };
     let mut stack = std::mem::MaybeUninit::<[u8; CHILD_STACK]>::uninit();
     let top = stack.as_mut_ptr().cast::<u8>().wrapping_add(CHILD_STACK);
@@ -842,6 +927,7 @@ pub fn start(program: &mut Program, setup: ChildSetup) -> Result<i32, StartError
     Err(match report.stage {
         STAGE_GROUP => StartError::Group(error),
         STAGE_SHELL => StartError::Shell(error),
+        STAGE_STDIO => StartError::Stdio(error),
         _ => StartError::Exec(error),
     })
 }
@@ -862,6 +948,17 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         )
     };
     127
+}
+
+/// Makes `from` the child's descriptor `to`, open across exec.
+fn redirect(from: c_int, to: c_int) -> c_int {
+    if from == to {
+        // SAFETY: fcntl on a descriptor of the child's own table, integer arguments.
+        unsafe { libc::fcntl(to, libc::F_SETFD, 0) }
+    } else {
+        // SAFETY: dup2 takes two descriptors of the child's own table.
+        unsafe { libc::dup2(from, to) }
+    }
 }
 
 fn errno() -> c_int {
@@ -886,6 +983,14 @@ fn child_setup_and_exec(shared: &Shared) -> Report {
             // background group may take the foreground; on failure the app simply
             // starts without it.
             let _ = unsafe { libc::tcsetpgrp(0, libc::getpid()) };
+        }
+    }
+    for (from, to) in [(shared.stdin, 0), (shared.output, 1), (shared.output, 2)] {
+        if from >= 0 && redirect(from, to) < 0 {
+            return Report {
+                stage: STAGE_STDIO,
+                errno: errno(),
+            };
         }
     }
     // Dispositions: the child has drainit's (CLONE_VM without CLONE_SIGHAND

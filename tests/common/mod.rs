@@ -38,7 +38,7 @@ pub const SIGSTOP: i32 = 19;
 pub const SIGWINCH: i32 = 28;
 
 /// Every variable drainit reads.
-pub const VARIABLES: [&str; 15] = [
+pub const VARIABLES: [&str; 18] = [
     "DRAINIT_NO_GROUP",
     "DRAINIT_GRACE",
     "DRAINIT_DRAIN_FILE",
@@ -48,6 +48,9 @@ pub const VARIABLES: [&str; 15] = [
     "DRAINIT_STOP_TIMEOUT",
     "DRAINIT_DRAIN_ON",
     "DRAINIT_HEALTH_LISTEN",
+    "DRAINIT_ON_DRAIN",
+    "DRAINIT_STOP_COMMAND",
+    "DRAINIT_ON_DRAIN_POST",
     "DRAINIT_SUCCESS_EXIT",
     "DRAINIT_URL",
     "DRAINIT_TIMEOUT",
