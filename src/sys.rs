@@ -644,6 +644,8 @@ unsafe impl GlobalAlloc for Arena {
 const SHELL: &CStr = c"/bin/sh";
 /// Where a command without `/` is looked for when `PATH` is unset (musl's default).
 pub const DEFAULT_PATH: &[u8] = b"/usr/local/bin:/bin:/usr/bin";
+/// The longest path the kernel takes, its NUL included (`PATH_MAX`).
+const PATH_MAX: usize = 4096;
 /// The child's stack, on drainit's own (which is suspended meanwhile): the
 /// child runs a few small frames and makes syscalls, nothing more.
 const CHILD_STACK: usize = 32 * 1024;
@@ -687,7 +689,12 @@ impl Program {
         let longest_dir = search.as_deref().map_or(0, |s| {
             s.split(|b| *b == b':').map(<[u8]>::len).max().unwrap_or(0)
         });
-        let room = longest_dir.saturating_add(file.len()).saturating_add(2);
+        // A candidate longer than the kernel takes is skipped, as execvp
+        // skips it (`join` finds no room): the buffer never needs more.
+        let room = longest_dir
+            .saturating_add(file.len())
+            .saturating_add(2)
+            .min(PATH_MAX);
         Ok(Program {
             args,
             argv,
@@ -937,13 +944,20 @@ fn exec_like_execvp(shared: &Shared) -> Report {
     }
     let mut denied = false;
     for dir in search.split(|b| *b == b':') {
+        // Longer than PATH_MAX: no exec could take it; the next one may do.
         let Some(path) = join(candidate, dir, file) else {
             continue;
         };
         match execve(path, argv1, shared.envp) {
             libc::EACCES => denied = true,
-            // Not here (or not reachable): try the next directory.
-            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            // Not here (or not reachable, or a name in it too long for the
+            // kernel): try the next directory, as execvp does.
+            libc::ENOENT
+            | libc::ENOTDIR
+            | libc::ESTALE
+            | libc::ENODEV
+            | libc::ETIMEDOUT
+            | libc::ENAMETOOLONG => {}
             libc::ENOEXEC => return run_with_shell(shared, path),
             e => return exec_error(e),
         }
