@@ -61,7 +61,9 @@ pub extern "C" fn main(
     if let Some(code) = gen_docs::run(&args) {
         std::process::exit(code)
     }
-    std::process::exit(run(args))
+    // Not on the stack the kernel grows under RLIMIT_STACK: drainit starts at
+    // any stack limit its exec fits in (tini needs 16 KiB).
+    std::process::exit(sys::on_own_stack(exit::OWN_ERROR, || run(args)))
 }
 
 #[cfg_attr(test, allow(dead_code))]

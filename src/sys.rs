@@ -450,6 +450,124 @@ pub fn holds_terminal_foreground() -> bool {
     unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
 }
 
+// ---------------------------------------------------------------- drainit's own stack
+
+/// The stack drainit runs on (see [`on_own_stack`]): what it needs (clap
+/// builds its command on ~50 KiB of it, the app's child runs on 32 KiB of
+/// it) four times over. Its lowest page is the guard.
+const OWN_STACK_BYTES: usize = 256 * 1024;
+const PAGE: usize = 4096;
+
+/// The stack, in `.bss`: its pages cost nothing until touched.
+#[repr(C, align(4096))]
+struct OwnStack(UnsafeCell<[u8; OWN_STACK_BYTES]>);
+
+// SAFETY: only `on_own_stack` reaches the bytes, and only once (`OWN_STACK_TAKEN`).
+unsafe impl Sync for OwnStack {}
+
+static OWN_STACK: OwnStack = OwnStack(UnsafeCell::new([0; OWN_STACK_BYTES]));
+static OWN_STACK_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Runs `f` on a stack of drainit's own, in `.bss`, instead of the one the
+/// kernel grows under `RLIMIT_STACK`: a tight limit (`ulimit -s 16`) then
+/// bounds only the few frames of the C runtime and `main`, and drainit starts
+/// wherever its exec does. No syscall but one `mprotect` (its guard page: an
+/// overflow faults, as on any stack, instead of writing over `.bss`).
+///
+/// Returns `f`'s value; `fallback` only if `f` could not be run at all
+/// (which does not happen: `f` runs on the caller's stack on a machine
+/// without the switch, or if the stack was taken).
+pub fn on_own_stack(fallback: i32, f: impl FnOnce() -> i32) -> i32 {
+    if OWN_STACK_TAKEN.swap(true, Ordering::AcqRel)
+        || !cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
+    {
+        return f();
+    }
+    let base = OWN_STACK.0.get().cast::<u8>();
+    // SAFETY: the lowest page of a page-aligned static that nothing has used
+    // (the flag above hands it out once); from now on nothing may touch it.
+    let _ = unsafe { libc::mprotect(base.cast::<c_void>(), PAGE, libc::PROT_NONE) };
+    let mut f = Some(f);
+    let mut out = fallback;
+    let mut call = || {
+        if let Some(f) = f.take() {
+            out = f();
+        }
+    };
+    let mut call: &mut dyn FnMut() = &mut call;
+    let top = base.wrapping_add(OWN_STACK_BYTES);
+    // SAFETY: `top` is the 4096-aligned end of a static that is ours alone;
+    // `call` lives in this frame until the switch has returned.
+    unsafe { switch_stack(top, (&raw mut call).cast::<c_void>()) };
+    out
+}
+
+/// Called on the new stack: runs the `&mut dyn FnMut()` that `data` points to.
+extern "C" fn on_new_stack(data: *mut c_void) {
+    // SAFETY: `data` is the `&mut &mut dyn FnMut()` that `on_own_stack` passed,
+    // alive (in its frame) for the whole call.
+    let call = unsafe { &mut *data.cast::<&mut dyn FnMut()>() };
+    call();
+}
+
+/// Calls `on_new_stack(data)` with the stack pointer at `top`, then puts the
+/// caller's stack pointer back (kept in a callee-saved register meanwhile).
+///
+/// # Safety
+/// `top` must be 16-aligned, the end of writable memory that nothing else
+/// uses and that is large enough for everything `data`'s call does.
+#[cfg(target_arch = "x86_64")]
+unsafe fn switch_stack(top: *mut u8, data: *mut c_void) {
+    // SAFETY: as the caller guarantees; r12 is callee-saved, so it holds the
+    // old stack pointer across the call; the C ABI's clobbers are declared.
+    unsafe {
+        std::arch::asm!(
+            "mov r12, rsp",
+            "mov rsp, {top}",
+            "call {f}",
+            "mov rsp, r12",
+            top = in(reg) top,
+            f = sym on_new_stack,
+            in("rdi") data,
+            out("r12") _,
+            clobber_abi("C"),
+        );
+    }
+}
+
+/// See the x86_64 version.
+///
+/// # Safety
+/// As there.
+#[cfg(target_arch = "aarch64")]
+unsafe fn switch_stack(top: *mut u8, data: *mut c_void) {
+    // SAFETY: as the caller guarantees; x20 is callee-saved, so it holds the
+    // old stack pointer across the call; the C ABI's clobbers (x30 among them)
+    // are declared.
+    unsafe {
+        std::arch::asm!(
+            "mov x20, sp",
+            "mov sp, {top}",
+            "bl {f}",
+            "mov sp, x20",
+            top = in(reg) top,
+            f = sym on_new_stack,
+            in("x0") data,
+            out("x20") _,
+            clobber_abi("C"),
+        );
+    }
+}
+
+/// Elsewhere: no switch (`on_own_stack` never calls it).
+///
+/// # Safety
+/// None needed.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn switch_stack(_top: *mut u8, data: *mut c_void) {
+    on_new_stack(data)
+}
+
 // ---------------------------------------------------------------- the allocator
 
 /// How much the arena holds: what drainit allocates from its start to the
@@ -1059,6 +1177,30 @@ pub fn give_terminal(pgid: i32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_own_stack_runs_there_once_and_deep_frames_fit() {
+        fn depth(n: u32) -> u32 {
+            // ~1 KiB a frame, kept by black_box.
+            let frame = std::hint::black_box([n as u8; 1024]);
+            if n == 0 {
+                u32::from(frame[0])
+            } else {
+                depth(n - 1) + u32::from(frame[1] > 0)
+            }
+        }
+        let here = || {
+            let local = 0u8;
+            let at = std::hint::black_box(&local) as *const u8 as usize;
+            let base = OWN_STACK.0.get() as usize;
+            // 64 KiB of frames at least: more than `ulimit -s 48` gives.
+            let deep = depth(64);
+            i32::from((base..base + OWN_STACK_BYTES).contains(&at)) * 1000 + deep as i32
+        };
+        assert_eq!(on_own_stack(-1, here), 1064);
+        // Taken: the next call runs where it is called.
+        assert_eq!(on_own_stack(-1, here), 64);
+    }
 
     #[test]
     fn size_classes_round_up_to_powers_of_two() {

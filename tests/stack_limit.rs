@@ -1,0 +1,84 @@
+//! A tight stack limit (`ulimit -s 16`, `prlimit --stack`) does not kill
+//! drainit: it runs on a stack of its own, so it starts, drains and exits
+//! with the app's code wherever its exec fits (tini needs 16 KiB). The app
+//! gets the limit it was started with.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+use common::*;
+
+/// Limits to run under, in KiB: tini's floor, and what the start-up once needed.
+const LIMITS: [u32; 3] = [16, 32, 48];
+
+/// Traps SIGTERM (exit 7) and waits; writes `ready` (its pid) and, in
+/// `limit`, the stack limit it was started with.
+const APP: &str = r#"trap 'exit 7' TERM
+ulimit -s > "$2"
+echo $$ > "$1.tmp" && mv "$1.tmp" "$1"
+sleep 1000 &
+wait"#;
+
+#[test]
+fn drainit_drains_and_exits_with_the_apps_code_under_a_tight_stack_limit() {
+    for mode in BOTH {
+        if !can_run(mode) {
+            continue;
+        }
+        for kib in LIMITS {
+            let dir = Scratch::new("stack");
+            let stack = format!("--stack={}", kib * 1024);
+            let mut r = Drainit::new(mode)
+                .through(&["prlimit", &stack])
+                .args(&[
+                    "--drain-file",
+                    &dir.str("drain"),
+                    "--drain-delay",
+                    "300ms",
+                    "--",
+                    "sh",
+                    "-c",
+                    APP,
+                    "app",
+                    &dir.str("ready"),
+                    &dir.str("limit"),
+                ])
+                .spawn();
+            r.ready(&dir.path("ready"));
+            let sent = r.signal(SIGTERM);
+            let out = r.wait(secs(20.0));
+            let what = format!("{mode:?}, stack limit {kib} KiB");
+            assert_eq!(out.code, Some(7), "{what}: {}", out.stderr);
+            assert!(
+                out.elapsed >= sent + secs(0.3),
+                "{what}: the drain delay was cut short ({:?})",
+                out.elapsed - sent
+            );
+            assert!(dir.path("drain").exists(), "{what}: no drain file");
+            // The app got the limit drainit was started with, not drainit's own stack.
+            assert_eq!(lines(&dir.path("limit")), [kib.to_string()], "{what}");
+        }
+    }
+}
+
+#[test]
+fn the_other_modes_run_under_a_tight_stack_limit_too() {
+    let dir = Scratch::new("stack-modes");
+    let limited = |args: &[&str]| {
+        Drainit::new(Mode::Parent)
+            .through(&["prlimit", "--stack=16384"])
+            .args(args)
+            .run(secs(20.0))
+    };
+    // clap renders the help: the largest frames drainit has.
+    let out = limited(&["--help"]);
+    assert_eq!(out.code, Some(0), "--help: {}", out.stderr);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--drain-file"));
+    let out = limited(&["--explain", "--drain-delay", "5s", "--", "true"]);
+    assert_eq!(out.code, Some(0), "--explain: {}", out.stderr);
+    // Refusals still print their one line and exit 125.
+    let out = limited(&["--drain-delay", "soon", "--", "true"]);
+    assert_eq!(out.code, Some(125), "bad input: {}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    let out = limited(&["--healthcheck", "--drain-file", &dir.str("absent")]);
+    assert_eq!(out.code, Some(0), "--healthcheck: {}", out.stderr);
+}
