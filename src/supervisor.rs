@@ -17,7 +17,7 @@ use log::{debug, error, info, warn};
 
 use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
-use crate::drainfile;
+use crate::drainfile::DrainFile;
 use crate::exit::Status;
 use crate::listener::{self, Listener};
 use crate::procfs;
@@ -31,12 +31,14 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     if !pid1 && let Err(e) = sys::become_subreaper() {
         warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
     }
-    if let Some(path) = &launch.drain_file
-        && let Err(e) = drainfile::clear_stale(path)
-    {
-        error!("{e}");
-        return e.exit_code();
-    }
+    let drain_file = match launch.drain_file.as_deref().map(DrainFile::open) {
+        Some(Ok(file)) => Some(file),
+        Some(Err(e)) => {
+            error!("{e}");
+            return e.exit_code();
+        }
+        None => None,
+    };
     let signals = match SignalFd::new(SigSet::catchable()) {
         Ok(fd) => fd,
         Err(source) => {
@@ -93,6 +95,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     Supervisor {
         health,
         launch,
+        drain_file,
         app,
         pid1,
         self_pid: sys::pid(),
@@ -108,6 +111,8 @@ struct Supervisor<'a> {
     /// What the health listener answers, when there is one.
     health: Option<listener::Status>,
     launch: &'a Launch,
+    /// `--drain-file`, its directory pinned at start.
+    drain_file: Option<DrainFile>,
     app: App,
     pid1: bool,
     self_pid: i32,
@@ -314,8 +319,8 @@ impl Supervisor<'_> {
 
     fn start_drain(&self, signal: Signal, delay: Duration) {
         self.tell_draining(signal);
-        let file = match &self.launch.drain_file {
-            Some(path) => match drainfile::write(path, signal) {
+        let file = match (&self.drain_file, &self.launch.drain_file) {
+            (Some(drain_file), Some(path)) => match drain_file.write(signal) {
                 Ok(()) => format!("; drain file {} written", crate::text::path(path)),
                 Err(e) => {
                     warn!(
@@ -325,7 +330,7 @@ impl Supervisor<'_> {
                     String::new()
                 }
             },
-            None => String::new(),
+            _ => String::new(),
         };
         let serving = if delay.is_zero() {
             String::new()

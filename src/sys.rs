@@ -419,28 +419,104 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// `renameat2(from, to, RENAME_NOREPLACE)`: moves `from` to `to` only if
-/// nothing is at `to` (`EEXIST` otherwise); a link at `to` is not followed.
-/// `EINVAL` where the file system cannot do it.
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-    };
-    let (from, to) = (c(from)?, c(to)?);
-    // SAFETY: both pointers are NUL-terminated strings that outlive the call;
+/// A directory opened for `*at` calls only (`O_PATH|O_DIRECTORY`), the path
+/// followed as it is now: from then on names are looked up in that directory,
+/// wherever it is moved and whatever is put at its old path.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let path = c_path(path.as_os_str().as_bytes())?;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    let fd = check(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    } as c_long)?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    above_stdio(unsafe { OwnedFd::from_raw_fd(fd as c_int) })
+}
+
+fn c_path(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `openat(dir, name, flags | O_CLOEXEC | O_NOFOLLOW, mode)`: `name` is one
+/// file name in `dir`, never followed if it is a link.
+pub fn open_at(dir: &OwnedFd, name: &[u8], flags: c_int, mode: u32) -> io::Result<OwnedFd> {
+    let name = c_path(name)?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call; the
+    // other arguments are plain integers.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            mode as libc::c_uint,
+        )
+    } as c_long)?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as c_int) })
+}
+
+/// `renameat2(dir, from, dir, to, RENAME_NOREPLACE)`: moves `from` to `to`
+/// only if nothing is at `to` (`EEXIST` otherwise); a link at `to` is not
+/// followed. `EINVAL` where the file system cannot do it.
+pub fn rename_noreplace_at(dir: &OwnedFd, from: &[u8], to: &[u8]) -> io::Result<()> {
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both names are NUL-terminated strings that outlive the call;
     // the other arguments are plain integers.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_renameat2,
-            libc::AT_FDCWD,
+            dir.as_raw_fd(),
             from.as_ptr(),
-            libc::AT_FDCWD,
+            dir.as_raw_fd(),
             to.as_ptr(),
             libc::RENAME_NOREPLACE,
         )
     };
     check(ret).map(|_| ())
+}
+
+/// `linkat(dir, from, dir, to, 0)`: a new name, never replacing one, for a
+/// file (a link at `from` is not followed).
+pub fn link_at(dir: &OwnedFd, from: &[u8], to: &[u8]) -> io::Result<()> {
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both names are NUL-terminated strings that outlive the call.
+    let ret = unsafe {
+        libc::linkat(
+            dir.as_raw_fd(),
+            from.as_ptr(),
+            dir.as_raw_fd(),
+            to.as_ptr(),
+            0,
+        )
+    };
+    check(ret as c_long).map(|_| ())
+}
+
+/// `unlinkat(dir, name, 0)`: removes a name (never a directory) in `dir`.
+pub fn unlink_at(dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
+    let name = c_path(name)?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    let ret = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    check(ret as c_long).map(|_| ())
+}
+
+/// Where the symbolic link `name` in `dir` points (at most 4096 bytes of it).
+pub fn readlink_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Vec<u8>> {
+    let name = c_path(name)?;
+    let mut buf = vec![0u8; PATH_MAX];
+    // SAFETY: `name` is NUL-terminated; `buf` is writable for its whole length.
+    let n = check(unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast::<c_char>(),
+            buf.len(),
+        )
+    } as c_long)?;
+    buf.truncate(usize::try_from(n).unwrap_or(0));
+    Ok(buf)
 }
 
 /// Whether stdin is a terminal whose foreground drainit holds: then the app's
