@@ -1238,6 +1238,23 @@ pub fn is_shell_job() -> bool {
     }
 }
 
+/// The foreground process group of drainit's controlling terminal, found
+/// through whichever of fds 0-2 is that terminal; `None` without one (no
+/// terminal, or a terminal that is not drainit's controlling one).
+pub fn terminal_foreground() -> Option<i32> {
+    (0..3).find_map(|fd| {
+        // SAFETY: tcgetpgrp takes an integer and only reads terminal state.
+        let group = unsafe { libc::tcgetpgrp(fd) };
+        (group > 0).then_some(group)
+    })
+}
+
+/// drainit's process group.
+pub fn pgrp() -> i32 {
+    // SAFETY: getpgrp cannot fail and has no side effects.
+    unsafe { libc::getpgrp() }
+}
+
 /// Stops drainit itself (SIGSTOP), as a job does; returns once continued.
 pub fn stop_self() {
     // SAFETY: kill(2) with drainit's own pid and a plain signal number.
