@@ -61,9 +61,18 @@ pub extern "C" fn main(
     if let Some(code) = gen_docs::run(&args) {
         std::process::exit(code)
     }
-    // Not on the stack the kernel grows under RLIMIT_STACK: drainit starts at
-    // any stack limit its exec fits in (tini needs 16 KiB).
-    std::process::exit(sys::on_own_stack(exit::OWN_ERROR, || run(args)))
+    // Under a small stack limit (`ulimit -s 16`), on a stack of its own.
+    std::process::exit(match sys::on_a_stack_that_fits(|| run(args)) {
+        Ok(code) => code,
+        Err(source) => {
+            let e = error::Error::Setup {
+                what: "map a stack of its own (the stack limit is under 256 KiB)",
+                source,
+            };
+            output::refuse(&e);
+            e.exit_code()
+        }
+    })
 }
 
 #[cfg_attr(test, allow(dead_code))]

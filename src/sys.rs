@@ -528,60 +528,105 @@ pub fn holds_terminal_foreground() -> bool {
 
 // ---------------------------------------------------------------- drainit's own stack
 
-/// The stack drainit runs on (see [`on_own_stack`]): what it needs (clap
-/// builds its command on ~50 KiB of it, the app's child runs on 32 KiB of
-/// it) four times over. Its lowest page is the guard.
+/// Under a stack limit below this (`ulimit -s`, `RLIMIT_STACK`), drainit
+/// does not run on the kernel's stack: it needs ~64 KiB there (clap builds
+/// its command on ~50 KiB; the app's child runs on 32 KiB), plus what the
+/// kernel puts there (arguments and environment, at most a quarter of the
+/// limit).
+const SMALL_STACK_LIMIT: u64 = 256 * 1024;
+/// The stack drainit maps for itself then; its pages cost memory only once
+/// touched. A guard page below it.
 const OWN_STACK_BYTES: usize = 256 * 1024;
 const PAGE: usize = 4096;
 
-/// The stack, in `.bss`: its pages cost nothing until touched.
-#[repr(C, align(4096))]
-struct OwnStack(UnsafeCell<[u8; OWN_STACK_BYTES]>);
-
-// SAFETY: only `on_own_stack` reaches the bytes, and only once (`OWN_STACK_TAKEN`).
-unsafe impl Sync for OwnStack {}
-
-static OWN_STACK: OwnStack = OwnStack(UnsafeCell::new([0; OWN_STACK_BYTES]));
-static OWN_STACK_TAKEN: AtomicBool = AtomicBool::new(false);
-
-/// Runs `f` on a stack of drainit's own, in `.bss`, instead of the one the
-/// kernel grows under `RLIMIT_STACK`: a tight limit (`ulimit -s 16`) then
-/// bounds only the few frames of the C runtime and `main`, and drainit starts
-/// wherever its exec does. No syscall but one `mprotect` (its guard page: an
-/// overflow faults, as on any stack, instead of writing over `.bss`).
-///
-/// Returns `f`'s value; `fallback` only if `f` could not be run at all
-/// (which does not happen: `f` runs on the caller's stack on a machine
-/// without the switch, or if the stack was taken).
-pub fn on_own_stack(fallback: i32, f: impl FnOnce() -> i32) -> i32 {
-    if OWN_STACK_TAKEN.swap(true, Ordering::AcqRel)
-        || !cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
-    {
-        return f();
-    }
-    let base = OWN_STACK.0.get().cast::<u8>();
-    // SAFETY: the lowest page of a page-aligned static that nothing has used
-    // (the flag above hands it out once); from now on nothing may touch it.
-    let _ = unsafe { libc::mprotect(base.cast::<c_void>(), PAGE, libc::PROT_NONE) };
-    let mut f = Some(f);
-    let mut out = fallback;
-    let mut call = || {
-        if let Some(f) = f.take() {
-            out = f();
-        }
+/// Runs `f` where it fits: on the kernel's stack at an ordinary stack limit
+/// (8 MiB by default; nothing is mapped, no syscall but `getrlimit`), on a
+/// stack mapped for it under a small one, so that `ulimit -s 16` no longer
+/// kills drainit at start. `Err` (before `f` runs): no memory for that stack.
+pub fn on_a_stack_that_fits(f: impl FnOnce() -> i32) -> io::Result<i32> {
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
     };
-    let mut call: &mut dyn FnMut() = &mut call;
-    let top = base.wrapping_add(OWN_STACK_BYTES);
-    // SAFETY: `top` is the 4096-aligned end of a static that is ours alone;
-    // `call` lives in this frame until the switch has returned.
-    unsafe { switch_stack(top, (&raw mut call).cast::<c_void>()) };
-    out
+    // SAFETY: `limit` is a valid, writable rlimit for the call.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } == 0;
+    if !known || limit.rlim_cur >= SMALL_STACK_LIMIT {
+        return Ok(f());
+    }
+    Ok(MappedStack::new(OWN_STACK_BYTES)?.run(f))
+}
+
+/// A stack of drainit's own: anonymous memory with a guard page below it.
+struct MappedStack {
+    base: *mut u8,
+    /// Guard page included.
+    len: usize,
+}
+
+impl MappedStack {
+    fn new(bytes: usize) -> io::Result<MappedStack> {
+        let len = bytes
+            .checked_add(PAGE)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        // SAFETY: a new private anonymous mapping; no existing memory is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the lowest page of the mapping just made, which nothing uses:
+        // an overflow faults there instead of running into other memory.
+        if unsafe { libc::mprotect(base, PAGE, libc::PROT_NONE) } < 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: the mapping just made, unused.
+            unsafe { libc::munmap(base, len) };
+            return Err(e);
+        }
+        Ok(MappedStack {
+            base: base.cast::<u8>(),
+            len,
+        })
+    }
+
+    /// Runs `f` with the stack pointer at the top of this stack.
+    fn run(&self, f: impl FnOnce() -> i32) -> i32 {
+        let mut f = Some(f);
+        // Only if the switch never called `call` (it always does).
+        let mut out = crate::exit::OWN_ERROR;
+        let mut call = || {
+            if let Some(f) = f.take() {
+                out = f();
+            }
+        };
+        let mut call: &mut dyn FnMut() = &mut call;
+        let top = self.base.wrapping_add(self.len);
+        // SAFETY: `top` is the page-aligned end of a writable mapping that is
+        // ours alone, `len - PAGE` bytes above its guard page; `call` lives in
+        // this frame until the switch has returned.
+        unsafe { switch_stack(top, (&raw mut call).cast::<c_void>()) };
+        out
+    }
+}
+
+impl Drop for MappedStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made, no longer in use (`run` has returned).
+        unsafe { libc::munmap(self.base.cast::<c_void>(), self.len) };
+    }
 }
 
 /// Called on the new stack: runs the `&mut dyn FnMut()` that `data` points to.
 extern "C" fn on_new_stack(data: *mut c_void) {
-    // SAFETY: `data` is the `&mut &mut dyn FnMut()` that `on_own_stack` passed,
-    // alive (in its frame) for the whole call.
+    // SAFETY: `data` is the `&mut &mut dyn FnMut()` that `MappedStack::run`
+    // passed, alive (in its frame) for the whole call.
     let call = unsafe { &mut *data.cast::<&mut dyn FnMut()>() };
     call();
 }
@@ -635,7 +680,7 @@ unsafe fn switch_stack(top: *mut u8, data: *mut c_void) {
     }
 }
 
-/// Elsewhere: no switch (`on_own_stack` never calls it).
+/// Elsewhere: no switch; the call runs on the caller's stack.
 ///
 /// # Safety
 /// None needed.
@@ -1272,7 +1317,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn on_own_stack_runs_there_once_and_deep_frames_fit() {
+    fn a_mapped_stack_runs_deep_frames_and_its_guard_is_below() {
         fn depth(n: u32) -> u32 {
             // ~1 KiB a frame, kept by black_box.
             let frame = std::hint::black_box([n as u8; 1024]);
@@ -1282,17 +1327,18 @@ mod tests {
                 depth(n - 1) + u32::from(frame[1] > 0)
             }
         }
+        let stack = MappedStack::new(OWN_STACK_BYTES).unwrap();
+        let (low, high) = (stack.base as usize, stack.base as usize + stack.len);
         let here = || {
             let local = 0u8;
             let at = std::hint::black_box(&local) as *const u8 as usize;
-            let base = OWN_STACK.0.get() as usize;
             // 64 KiB of frames at least: more than `ulimit -s 48` gives.
             let deep = depth(64);
-            i32::from((base..base + OWN_STACK_BYTES).contains(&at)) * 1000 + deep as i32
+            i32::from((low + PAGE..high).contains(&at)) * 1000 + deep as i32
         };
-        assert_eq!(on_own_stack(-1, here), 1064);
-        // Taken: the next call runs where it is called.
-        assert_eq!(on_own_stack(-1, here), 64);
+        assert_eq!(stack.run(here), 1064);
+        // At an ordinary limit (the test's), nothing is mapped: it runs here.
+        assert_eq!(on_a_stack_that_fits(here).unwrap(), 64);
     }
 
     #[test]

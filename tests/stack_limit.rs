@@ -97,3 +97,48 @@ fn the_other_modes_run_under_a_tight_stack_limit_too() {
     let out = limited(&["--healthcheck", "--drain-file", &dir.str("absent")]);
     assert_eq!(out.code, Some(0), "--healthcheck: {}", out.stderr);
 }
+
+#[test]
+fn no_memory_for_its_own_stack_is_refused_with_one_line() {
+    // drainit's address space at an ordinary stack limit, idle.
+    let s = Scratch::new("stack-as");
+    let mut r = Drainit::new(Mode::Parent)
+        .through(&["env", "-i", "PATH=/usr/bin:/bin"])
+        .args(&[
+            "--",
+            "sh",
+            "-c",
+            "echo > \"$0\"; exec sleep 1000",
+            &s.str("ready"),
+        ])
+        .spawn();
+    assert!(wait_for_file(&s.path("ready"), secs(15.0)));
+    let vm_kib: u64 = status_field(r.pid(), "VmSize")
+        .unwrap()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap();
+    r.signal(SIGKILL);
+    // Room for drainit's exec (its stack mapping shrinks with the limit), not
+    // for the 256 KiB stack it maps under a small stack limit.
+    let out = Drainit::new(Mode::Parent)
+        .through(&[
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            "prlimit",
+            "--stack=16384",
+            &format!("--as={}", (vm_kib + 64) * 1024),
+        ])
+        .args(&["--", "true"])
+        .run(secs(20.0));
+    let line = out.stderr.trim_end();
+    assert_eq!(out.code, Some(125), "VmSize {vm_kib} kB: {}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        line.starts_with(
+            "drainit: error: cannot map a stack of its own (the stack limit is under 256 KiB): "
+        ),
+        "{line}"
+    );
+}
