@@ -425,8 +425,10 @@ pub fn euid() -> u32 {
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let path = c_path(path.as_os_str().as_bytes())?;
     // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    // (openat: musl's open follows O_CLOEXEC with a needless fcntl.)
     let fd = check(unsafe {
-        libc::open(
+        libc::openat(
+            libc::AT_FDCWD,
             path.as_ptr(),
             libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
         )
