@@ -89,9 +89,9 @@ impl App {
     /// which gives the terminal back to the app's group before forwarding the
     /// SIGCONT. When nothing above drainit does job control (PID 1 under
     /// `docker run -it`; a parent that put drainit in a group of its own
-    /// without a terminal), nobody could ever continue the app: drainit does at once and warns, unless the stop came
-    /// through drainit from a process (`docker kill -s TSTP`), which was asked
-    /// for. A SIGSTOP is never undone.
+    /// without a terminal), nobody could ever continue the app: drainit does
+    /// at once and warns, unless the stop came through drainit from a process
+    /// (`docker kill -s TSTP`), which was asked for. A SIGSTOP is never undone.
     pub fn job_control(&mut self, received: &sys::Batch, stopped: Option<Signal>) {
         if stopped.is_none() && !received.signals().intersects(SigSet::JOB_CONTROL) {
             return;
@@ -148,9 +148,7 @@ impl App {
             }
         }
     }
-}
 
-impl App {
     /// Whether drainit is the foreground job of a job-control shell, which
     /// sees drainit stop and can continue it: drainit is a job (see
     /// `sys::is_shell_job`) and its terminal's foreground is drainit's group
