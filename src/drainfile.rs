@@ -4,6 +4,9 @@
 //! - at start, it removes only a drain file it wrote itself (a regular file,
 //!   owned by drainit's user, small, with exactly the content below); anything
 //!   else there is refused, untouched;
+//! - its directory is opened once, at start, and every name there is looked
+//!   up in that directory (`openat`, `renameat2`, `unlinkat` on its
+//!   descriptor): a directory swapped for a link later changes nothing;
 //! - when a drain starts, it never follows a link and never opens an existing
 //!   path: it writes a new file beside the target and moves it into place
 //!   without replacing anything (`renameat2(RENAME_NOREPLACE)`, or `link`);
@@ -12,8 +15,11 @@
 //!
 //! The health check reads the same path (see `health.rs`).
 
+use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -83,15 +89,164 @@ pub enum Found {
     Unknown(io::Error),
 }
 
-/// Looks at what is at `path`; see [`Found`].
-pub fn inspect(path: &Path) -> Found {
-    let meta = match fs::symlink_metadata(path) {
+/// The drain file's directory, opened once at start and pinned: every name
+/// drainit looks at, creates, moves or removes there is looked up in that
+/// directory (`*at` calls on its descriptor), so a directory swapped for a
+/// link (or moved away) after start never sends a drain file elsewhere. The
+/// path is followed once, at start, as given: a link in it then (`/var/run`
+/// to `/run`) is taken, and what it led to is the directory from then on.
+#[derive(Debug)]
+pub struct DrainFile {
+    /// As given, for log lines.
+    path: PathBuf,
+    /// The file's name in `dir`.
+    name: Vec<u8>,
+    /// The directory, or why it could not be opened at start (then no drain
+    /// file is ever written: a directory that appears later is not trusted).
+    dir: Result<OwnedFd, String>,
+}
+
+impl DrainFile {
+    /// At start: pins the directory, then removes a drain file drainit wrote
+    /// on an earlier run; refuses (exit 125, nothing touched) when anything
+    /// else is there. An absent file says nothing; a path that cannot be
+    /// looked at is only a warning, since nothing there is touched either.
+    pub fn open(path: &Path) -> Result<DrainFile, Error> {
+        let shown = text::path(path);
+        let name = match path.file_name() {
+            Some(name) => name.as_bytes().to_vec(),
+            None => {
+                return Err(Error::Usage(format!(
+                    "drain file {shown}: not a path to a file"
+                )));
+            }
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let dir = sys::open_dir(dir).map_err(|e| {
+            let why = format!(
+                "its directory {} could not be opened at start ({})",
+                text::path(dir),
+                reason(&e)
+            );
+            log::warn!("drain file {shown}: {why}; no drain file will be written");
+            why
+        });
+        let file = DrainFile {
+            path: path.to_path_buf(),
+            name,
+            dir,
+        };
+        file.clear_stale()?;
+        Ok(file)
+    }
+
+    fn clear_stale(&self) -> Result<(), Error> {
+        let shown = text::path(&self.path);
+        let Ok(dir) = &self.dir else {
+            return Ok(());
+        };
+        match inspect_at(dir, &self.name) {
+            Found::Absent => Ok(()),
+            Found::Unknown(e) => {
+                log::warn!(
+                    "cannot check drain file {shown}: {}; left as it is",
+                    reason(&e)
+                );
+                Ok(())
+            }
+            Found::Other(what) => Err(Error::Usage(format!(
+                "drain file {shown}: {what} is there; drainit removes only a drain file it wrote itself: not starting (nothing was touched)"
+            ))),
+            Found::Ours(meta) => {
+                // Narrow the window in which the file could be swapped: look again
+                // right before removing it.
+                let unchanged = metadata_at(dir, &self.name)
+                    .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
+                if !unchanged {
+                    return Err(Error::Usage(format!(
+                        "drain file {shown}: changed while drainit looked at it: not starting (nothing was touched)"
+                    )));
+                }
+                match sys::unlink_at(dir, &self.name) {
+                    Ok(()) => {
+                        info!(
+                            "removed stale drain file {shown} (written by drainit on an earlier run)"
+                        );
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(Error::Usage(format!(
+                        "drain file {shown}: cannot remove the stale drain file drainit wrote on an earlier run ({}): not starting, or health checks would report a drain at once",
+                        reason(&e)
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// When a drain starts: writes a new drain file beside the target, in the
+    /// directory pinned at start, and moves it into place without replacing
+    /// anything. Whatever is there already is left as it is (the error says
+    /// what it is); the temporary file never stays.
+    pub fn write(&self, signal: Signal) -> io::Result<()> {
+        let dir = self
+            .dir
+            .as_ref()
+            .map_err(|why| io::Error::other(why.clone()))?;
+        let (tmp, file) = create_temp(dir).map_err(|e| io::Error::other(reason(&e)))?;
+        let placed = fill(file, signal).and_then(|()| place(dir, &tmp, &self.name));
+        if !matches!(placed, Ok(Placed::Renamed)) {
+            // Never left behind (after a rename, nothing of drainit's is there).
+            let _ = sys::unlink_at(dir, &tmp);
+        }
+        match placed.map(|_| ()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let what = match inspect_at(dir, &self.name) {
+                    Found::Ours(_) => "a drain file drainit wrote".to_string(),
+                    Found::Other(what) => what,
+                    Found::Absent => "something that has gone since".to_string(),
+                    Found::Unknown(e) => {
+                        format!("something drainit cannot look at ({})", reason(&e))
+                    }
+                };
+                Err(io::Error::other(format!(
+                    "{what} is there already; left as it is"
+                )))
+            }
+            Err(e) => Err(io::Error::other(reason(&e))),
+        }
+    }
+}
+
+/// The metadata of `name` in `dir`, a link itself rather than what it points to.
+fn metadata_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Metadata> {
+    File::from(sys::open_at(dir, name, libc::O_PATH, 0)?).metadata()
+}
+
+/// Looks at what is `name` in `dir`; see [`Found`].
+fn inspect_at(dir: &OwnedFd, name: &[u8]) -> Found {
+    let meta = match metadata_at(dir, name) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Found::Absent,
         Err(e) => return Found::Unknown(e),
     };
     if !meta.file_type().is_file() {
-        return Found::Other(describe_non_file(path, &meta));
+        let what = if meta.file_type().is_symlink() {
+            match sys::readlink_at(dir, name) {
+                Ok(to) => format!(
+                    "a symbolic link to {}",
+                    text::path(Path::new(OsStr::from_bytes(&to)))
+                ),
+                Err(_) => "a symbolic link".to_string(),
+            }
+        } else {
+            kind(&meta).to_string()
+        };
+        return Found::Other(what);
     }
     if meta.uid() != sys::euid() {
         return Found::Other(format!(
@@ -106,7 +261,15 @@ pub fn inspect(path: &Path) -> Found {
             meta.len()
         ));
     }
-    let (file, bytes) = match read_bounded(path) {
+    let read = sys::open_at(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+    )
+    .map(File::from)
+    .and_then(read_file);
+    let (file, bytes) = match read {
         Ok(read) => read,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Found::Absent,
         Err(e) => {
@@ -138,6 +301,11 @@ pub fn read_bounded(path: &Path) -> io::Result<(File, Vec<u8>)> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)?;
+    read_file(file)
+}
+
+/// At most `MAX_BYTES + 1` bytes of `file`, if it is a regular file.
+fn read_file(file: File) -> io::Result<(File, Vec<u8>)> {
     if !file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
@@ -150,14 +318,21 @@ pub fn read_bounded(path: &Path) -> io::Result<(File, Vec<u8>)> {
 
 /// "a directory", "a FIFO", "a symbolic link to /etc/shadow", ...
 pub fn describe_non_file(path: &Path, meta: &Metadata) -> String {
-    let t = meta.file_type();
-    if t.is_symlink() {
+    if meta.file_type().is_symlink() {
         return match fs::read_link(path) {
             Ok(to) => format!("a symbolic link to {}", text::path(&to)),
             Err(_) => "a symbolic link".to_string(),
         };
     }
-    let what = if t.is_dir() {
+    kind(meta).to_string()
+}
+
+/// "a directory", "a FIFO", "a symbolic link", ...
+fn kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
         "a directory"
     } else if t.is_fifo() {
         "a FIFO"
@@ -171,105 +346,24 @@ pub fn describe_non_file(path: &Path, meta: &Metadata) -> String {
         "a regular file"
     } else {
         "something that is not a regular file"
-    };
-    what.to_string()
-}
-
-/// At start: removes a drain file drainit wrote on an earlier run; refuses
-/// (exit 125, nothing touched) when anything else is at the path. An absent
-/// file says nothing; a path that cannot be looked at is only a warning,
-/// since nothing there is touched either.
-pub fn clear_stale(path: &Path) -> Result<(), Error> {
-    let shown = text::path(path);
-    match inspect(path) {
-        Found::Absent => Ok(()),
-        Found::Unknown(e) => {
-            log::warn!(
-                "cannot check drain file {shown}: {}; left as it is",
-                reason(&e)
-            );
-            Ok(())
-        }
-        Found::Other(what) => Err(Error::Usage(format!(
-            "drain file {shown}: {what} is there; drainit removes only a drain file it wrote itself: not starting (nothing was touched)"
-        ))),
-        Found::Ours(meta) => {
-            // Narrow the window in which the file could be swapped: look again
-            // right before removing it.
-            let unchanged = fs::symlink_metadata(path)
-                .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
-            if !unchanged {
-                return Err(Error::Usage(format!(
-                    "drain file {shown}: changed while drainit looked at it: not starting (nothing was touched)"
-                )));
-            }
-            match fs::remove_file(path) {
-                Ok(()) => {
-                    info!(
-                        "removed stale drain file {shown} (written by drainit on an earlier run)"
-                    );
-                    Ok(())
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::Usage(format!(
-                    "drain file {shown}: cannot remove the stale drain file drainit wrote on an earlier run ({}): not starting, or health checks would report a drain at once",
-                    reason(&e)
-                ))),
-            }
-        }
-    }
-}
-
-/// When a drain starts: writes a new drain file beside `path` and moves it
-/// into place without replacing anything. Whatever is at the path already is
-/// left as it is (the error says what it is); the temporary file never stays.
-pub fn write(path: &Path, signal: Signal) -> io::Result<()> {
-    if path.file_name().is_none() {
-        return Err(io::Error::other("not a path to a file"));
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let (tmp, file) = create_temp(dir)?;
-    let placed = fill(file, signal).and_then(|()| place(&tmp, path));
-    if !matches!(placed, Ok(Placed::Renamed)) {
-        // Never left behind (after a rename, nothing of drainit's is there).
-        let _ = fs::remove_file(&tmp);
-    }
-    match placed.map(|_| ()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let what = match inspect(path) {
-                Found::Ours(_) => "a drain file drainit wrote".to_string(),
-                Found::Other(what) => what,
-                Found::Absent => "something that has gone since".to_string(),
-                Found::Unknown(e) => format!("something drainit cannot look at ({})", reason(&e)),
-            };
-            Err(io::Error::other(format!(
-                "{what} is there already; left as it is"
-            )))
-        }
-        Err(e) => Err(io::Error::other(reason(&e))),
     }
 }
 
 /// A new file in `dir` with a name nobody has: `O_CREAT|O_EXCL|O_NOFOLLOW`.
-fn create_temp(dir: &Path) -> io::Result<(PathBuf, File)> {
+fn create_temp(dir: &OwnedFd) -> io::Result<(Vec<u8>, File)> {
     let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
     for n in 0..16u32 {
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let tmp = dir.join(format!(".drainit-{}-{nanos:x}-{n}.tmp", std::process::id()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(&tmp)
-        {
-            Ok(file) => return Ok((tmp, file)),
+        let tmp = format!(".drainit-{}-{nanos:x}-{n}.tmp", std::process::id()).into_bytes();
+        match sys::open_at(
+            dir,
+            &tmp,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NONBLOCK | libc::O_NOCTTY,
+            0o644,
+        ) {
+            Ok(fd) => return Ok((tmp, File::from(fd))),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
             Err(e) => return Err(e),
         }
@@ -289,13 +383,13 @@ enum Placed {
     Linked,
 }
 
-/// Moves `tmp` to `path` unless something is there (`AlreadyExists`).
-fn place(tmp: &Path, path: &Path) -> io::Result<Placed> {
-    match sys::rename_noreplace(tmp, path) {
+/// Moves `tmp` to `name` in `dir` unless something is there (`AlreadyExists`).
+fn place(dir: &OwnedFd, tmp: &[u8], name: &[u8]) -> io::Result<Placed> {
+    match sys::rename_noreplace_at(dir, tmp, name) {
         Ok(()) => Ok(Placed::Renamed),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
             // A file system without RENAME_NOREPLACE: link(2) never replaces either.
-            fs::hard_link(tmp, path).map(|()| Placed::Linked)
+            sys::link_at(dir, tmp, name).map(|()| Placed::Linked)
         }
         Err(e) => Err(e),
     }

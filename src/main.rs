@@ -64,7 +64,18 @@ pub extern "C" fn main(
     if let Some(code) = gen_docs::run(&args) {
         std::process::exit(code)
     }
-    std::process::exit(run(args))
+    // Under a small stack limit (`ulimit -s 16`), on a stack of its own.
+    std::process::exit(match sys::on_a_stack_that_fits(|| run(args)) {
+        Ok(code) => code,
+        Err(source) => {
+            let e = error::Error::Setup {
+                what: "map a stack of its own (the stack limit is under 256 KiB)",
+                source,
+            };
+            output::refuse(&e);
+            e.exit_code()
+        }
+    })
 }
 
 #[cfg_attr(test, allow(dead_code))]

@@ -86,14 +86,15 @@ impl App {
     /// was stopped by that signal (the reaping saw it).
     ///
     /// When the app is stopped by a terminal stop signal (Ctrl-Z: SIGTSTP;
-    /// SIGTTIN, SIGTTOU) and drainit is a job of a job-control shell, drainit
-    /// stops too, so that the shell sees the job stop and takes its terminal
-    /// back; on `fg` it continues drainit, which gives the terminal back to the
-    /// app's group before forwarding the SIGCONT. When nothing above drainit
-    /// does job control (PID 1 under `docker run -it`), nobody could ever
-    /// continue the app: drainit does at once and warns, unless the stop came
-    /// through drainit from a process (`docker kill -s TSTP`), which was asked
-    /// for. A SIGSTOP is never undone.
+    /// SIGTTIN, SIGTTOU) and drainit is the foreground job of a job-control
+    /// shell (see `foreground_job`), drainit stops too, so that the shell sees
+    /// the job stop and takes its terminal back; on `fg` it continues drainit,
+    /// which gives the terminal back to the app's group before forwarding the
+    /// SIGCONT. When nothing above drainit does job control (PID 1 under
+    /// `docker run -it`; a parent that put drainit in a group of its own
+    /// without a terminal), nobody could ever continue the app: drainit does
+    /// at once and warns, unless the stop came through drainit from a process
+    /// (`docker kill -s TSTP`), which was asked for. A SIGSTOP is never undone.
     pub fn job_control(&mut self, received: &sys::Batch, stopped: Option<Signal>) {
         if stopped.is_none() && !received.signals().intersects(SigSet::JOB_CONTROL) {
             return;
@@ -127,7 +128,7 @@ impl App {
             debug!("the app was stopped by {signal}; it stays stopped until it gets SIGCONT");
             return;
         }
-        if sys::is_shell_job() {
+        if self.foreground_job() {
             info!(
                 "the app was stopped by {signal}; stopping drainit too, so that the shell can continue both"
             );
@@ -149,6 +150,19 @@ impl App {
                 warn!("cannot send SIGCONT to the app: {e}");
             }
         }
+    }
+
+    /// Whether drainit is the foreground job of a job-control shell, which
+    /// sees drainit stop and can continue it: drainit is a job (see
+    /// `sys::is_shell_job`) and its terminal's foreground is drainit's group
+    /// or the app's (the shell gave it to the job). A parent that only starts
+    /// drainit in a group of its own (Go's `Setpgid`, supervisord, Python's
+    /// `process_group=0`) gives it no terminal, or not its foreground: a
+    /// drainit stopped there would wait for a SIGCONT that never comes.
+    fn foreground_job(&self) -> bool {
+        sys::is_shell_job()
+            && sys::terminal_foreground()
+                .is_some_and(|fg| fg == sys::pgrp() || (self.own_group && fg == self.pid))
     }
 }
 

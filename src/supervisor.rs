@@ -23,7 +23,7 @@ use log::{debug, error, info, warn};
 use crate::actions::{Reaped, Runner};
 use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
-use crate::drainfile;
+use crate::drainfile::DrainFile;
 use crate::exit::Status;
 use crate::listener::{self, Listener};
 use crate::procfs;
@@ -47,12 +47,14 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
             return e.exit_code();
         }
     }
-    if let Some(path) = &launch.drain_file
-        && let Err(e) = drainfile::clear_stale(path)
-    {
-        error!("{e}");
-        return e.exit_code();
-    }
+    let drain_file = match launch.drain_file.as_deref().map(DrainFile::open) {
+        Some(Ok(file)) => Some(file),
+        Some(Err(e)) => {
+            error!("{e}");
+            return e.exit_code();
+        }
+        None => None,
+    };
     let signals = match SignalFd::new(SigSet::catchable()) {
         Ok(fd) => fd,
         Err(source) => {
@@ -113,6 +115,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     Supervisor {
         health,
         launch,
+        drain_file,
         app,
         pid1,
         self_pid: sys::pid(),
@@ -129,6 +132,8 @@ struct Supervisor<'a> {
     /// What the health listener answers, when there is one.
     health: Option<listener::Status>,
     launch: &'a Launch,
+    /// `--drain-file`, its directory pinned at start.
+    drain_file: Option<DrainFile>,
     app: App,
     pid1: bool,
     self_pid: i32,
@@ -386,8 +391,8 @@ impl Supervisor<'_> {
 
     fn start_drain(&self, signal: Signal, delay: Duration) {
         self.tell_draining(signal);
-        let file = match &self.launch.drain_file {
-            Some(path) => match drainfile::write(path, signal) {
+        let file = match (&self.drain_file, &self.launch.drain_file) {
+            (Some(drain_file), Some(path)) => match drain_file.write(signal) {
                 Ok(()) => format!("; drain file {} written", crate::text::path(path)),
                 Err(e) => {
                     warn!(
@@ -397,7 +402,7 @@ impl Supervisor<'_> {
                     String::new()
                 }
             },
-            None => String::new(),
+            _ => String::new(),
         };
         let serving = if delay.is_zero() {
             String::new()

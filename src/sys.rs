@@ -442,23 +442,59 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// `renameat2(from, to, RENAME_NOREPLACE)`: moves `from` to `to` only if
-/// nothing is at `to` (`EEXIST` otherwise); a link at `to` is not followed.
-/// `EINVAL` where the file system cannot do it.
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-    };
-    let (from, to) = (c(from)?, c(to)?);
-    // SAFETY: both pointers are NUL-terminated strings that outlive the call;
+/// A directory opened for `*at` calls only (`O_PATH|O_DIRECTORY`), the path
+/// followed as it is now: from then on names are looked up in that directory,
+/// wherever it is moved and whatever is put at its old path.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let path = c_path(path.as_os_str().as_bytes())?;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    // (openat: musl's open follows O_CLOEXEC with a needless fcntl.)
+    let fd = check(unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    } as c_long)?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    above_stdio(unsafe { OwnedFd::from_raw_fd(fd as c_int) })
+}
+
+fn c_path(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `openat(dir, name, flags | O_CLOEXEC | O_NOFOLLOW, mode)`: `name` is one
+/// file name in `dir`, never followed if it is a link.
+pub fn open_at(dir: &OwnedFd, name: &[u8], flags: c_int, mode: u32) -> io::Result<OwnedFd> {
+    let name = c_path(name)?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call; the
+    // other arguments are plain integers.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            mode as libc::c_uint,
+        )
+    } as c_long)?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as c_int) })
+}
+
+/// `renameat2(dir, from, dir, to, RENAME_NOREPLACE)`: moves `from` to `to`
+/// only if nothing is at `to` (`EEXIST` otherwise); a link at `to` is not
+/// followed. `EINVAL` where the file system cannot do it.
+pub fn rename_noreplace_at(dir: &OwnedFd, from: &[u8], to: &[u8]) -> io::Result<()> {
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both names are NUL-terminated strings that outlive the call;
     // the other arguments are plain integers.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_renameat2,
-            libc::AT_FDCWD,
+            dir.as_raw_fd(),
             from.as_ptr(),
-            libc::AT_FDCWD,
+            dir.as_raw_fd(),
             to.as_ptr(),
             libc::RENAME_NOREPLACE,
         )
@@ -466,11 +502,216 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     check(ret).map(|_| ())
 }
 
+/// `linkat(dir, from, dir, to, 0)`: a new name, never replacing one, for a
+/// file (a link at `from` is not followed).
+pub fn link_at(dir: &OwnedFd, from: &[u8], to: &[u8]) -> io::Result<()> {
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both names are NUL-terminated strings that outlive the call.
+    let ret = unsafe {
+        libc::linkat(
+            dir.as_raw_fd(),
+            from.as_ptr(),
+            dir.as_raw_fd(),
+            to.as_ptr(),
+            0,
+        )
+    };
+    check(ret as c_long).map(|_| ())
+}
+
+/// `unlinkat(dir, name, 0)`: removes a name (never a directory) in `dir`.
+pub fn unlink_at(dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
+    let name = c_path(name)?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    let ret = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    check(ret as c_long).map(|_| ())
+}
+
+/// Where the symbolic link `name` in `dir` points (at most 4096 bytes of it).
+pub fn readlink_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Vec<u8>> {
+    let name = c_path(name)?;
+    let mut buf = vec![0u8; PATH_MAX];
+    // SAFETY: `name` is NUL-terminated; `buf` is writable for its whole length.
+    let n = check(unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast::<c_char>(),
+            buf.len(),
+        )
+    } as c_long)?;
+    buf.truncate(usize::try_from(n).unwrap_or(0));
+    Ok(buf)
+}
+
 /// Whether stdin is a terminal whose foreground drainit holds: then the app's
 /// group should get it, for Ctrl-C and job control.
 pub fn holds_terminal_foreground() -> bool {
     // SAFETY: isatty, tcgetpgrp and getpgrp only read process and terminal state.
     unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
+// ---------------------------------------------------------------- drainit's own stack
+
+/// Under a stack limit below this (`ulimit -s`, `RLIMIT_STACK`), drainit
+/// does not run on the kernel's stack: it needs ~64 KiB there (clap builds
+/// its command on ~50 KiB; the app's child runs on 32 KiB), plus what the
+/// kernel puts there (arguments and environment, at most a quarter of the
+/// limit).
+const SMALL_STACK_LIMIT: u64 = 256 * 1024;
+/// The stack drainit maps for itself then; its pages cost memory only once
+/// touched. A guard page below it.
+const OWN_STACK_BYTES: usize = 256 * 1024;
+const PAGE: usize = 4096;
+
+/// Runs `f` where it fits: on the kernel's stack at an ordinary stack limit
+/// (8 MiB by default; nothing is mapped, no syscall but `getrlimit`), on a
+/// stack mapped for it under a small one, so that `ulimit -s 16` no longer
+/// kills drainit at start. `Err` (before `f` runs): no memory for that stack.
+pub fn on_a_stack_that_fits(f: impl FnOnce() -> i32) -> io::Result<i32> {
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for the call.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } == 0;
+    if !known || limit.rlim_cur >= SMALL_STACK_LIMIT {
+        return Ok(f());
+    }
+    Ok(MappedStack::new(OWN_STACK_BYTES)?.run(f))
+}
+
+/// A stack of drainit's own: anonymous memory with a guard page below it.
+struct MappedStack {
+    base: *mut u8,
+    /// Guard page included.
+    len: usize,
+}
+
+impl MappedStack {
+    fn new(bytes: usize) -> io::Result<MappedStack> {
+        let len = bytes
+            .checked_add(PAGE)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        // SAFETY: a new private anonymous mapping; no existing memory is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the lowest page of the mapping just made, which nothing uses:
+        // an overflow faults there instead of running into other memory.
+        if unsafe { libc::mprotect(base, PAGE, libc::PROT_NONE) } < 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: the mapping just made, unused.
+            unsafe { libc::munmap(base, len) };
+            return Err(e);
+        }
+        Ok(MappedStack {
+            base: base.cast::<u8>(),
+            len,
+        })
+    }
+
+    /// Runs `f` with the stack pointer at the top of this stack.
+    fn run(&self, f: impl FnOnce() -> i32) -> i32 {
+        let mut f = Some(f);
+        // Only if the switch never called `call` (it always does).
+        let mut out = crate::exit::OWN_ERROR;
+        let mut call = || {
+            if let Some(f) = f.take() {
+                out = f();
+            }
+        };
+        let mut call: &mut dyn FnMut() = &mut call;
+        let top = self.base.wrapping_add(self.len);
+        // SAFETY: `top` is the page-aligned end of a writable mapping that is
+        // ours alone, `len - PAGE` bytes above its guard page; `call` lives in
+        // this frame until the switch has returned.
+        unsafe { switch_stack(top, (&raw mut call).cast::<c_void>()) };
+        out
+    }
+}
+
+impl Drop for MappedStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `new` made, no longer in use (`run` has returned).
+        unsafe { libc::munmap(self.base.cast::<c_void>(), self.len) };
+    }
+}
+
+/// Called on the new stack: runs the `&mut dyn FnMut()` that `data` points to.
+extern "C" fn on_new_stack(data: *mut c_void) {
+    // SAFETY: `data` is the `&mut &mut dyn FnMut()` that `MappedStack::run`
+    // passed, alive (in its frame) for the whole call.
+    let call = unsafe { &mut *data.cast::<&mut dyn FnMut()>() };
+    call();
+}
+
+/// Calls `on_new_stack(data)` with the stack pointer at `top`, then puts the
+/// caller's stack pointer back (kept in a callee-saved register meanwhile).
+///
+/// # Safety
+/// `top` must be 16-aligned, the end of writable memory that nothing else
+/// uses and that is large enough for everything `data`'s call does.
+#[cfg(target_arch = "x86_64")]
+unsafe fn switch_stack(top: *mut u8, data: *mut c_void) {
+    // SAFETY: as the caller guarantees; r12 is callee-saved, so it holds the
+    // old stack pointer across the call; the C ABI's clobbers are declared.
+    unsafe {
+        std::arch::asm!(
+            "mov r12, rsp",
+            "mov rsp, {top}",
+            "call {f}",
+            "mov rsp, r12",
+            top = in(reg) top,
+            f = sym on_new_stack,
+            in("rdi") data,
+            out("r12") _,
+            clobber_abi("C"),
+        );
+    }
+}
+
+/// See the x86_64 version.
+///
+/// # Safety
+/// As there.
+#[cfg(target_arch = "aarch64")]
+unsafe fn switch_stack(top: *mut u8, data: *mut c_void) {
+    // SAFETY: as the caller guarantees; x20 is callee-saved, so it holds the
+    // old stack pointer across the call; the C ABI's clobbers (x30 among them)
+    // are declared.
+    unsafe {
+        std::arch::asm!(
+            "mov x20, sp",
+            "mov sp, {top}",
+            "bl {f}",
+            "mov sp, x20",
+            top = in(reg) top,
+            f = sym on_new_stack,
+            in("x0") data,
+            out("x20") _,
+            clobber_abi("C"),
+        );
+    }
+}
+
+/// Elsewhere: no switch; the call runs on the caller's stack.
+///
+/// # Safety
+/// None needed.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn switch_stack(_top: *mut u8, data: *mut c_void) {
+    on_new_stack(data)
 }
 
 // ---------------------------------------------------------------- the allocator
@@ -667,6 +908,8 @@ unsafe impl GlobalAlloc for Arena {
 const SHELL: &CStr = c"/bin/sh";
 /// Where a command without `/` is looked for when `PATH` is unset (musl's default).
 pub const DEFAULT_PATH: &[u8] = b"/usr/local/bin:/bin:/usr/bin";
+/// The longest path the kernel takes, its NUL included (`PATH_MAX`).
+const PATH_MAX: usize = 4096;
 /// The child's stack, on drainit's own (which is suspended meanwhile): the
 /// child runs a few small frames and makes syscalls, nothing more.
 const CHILD_STACK: usize = 32 * 1024;
@@ -717,7 +960,12 @@ impl Program {
         let longest_dir = search.as_deref().map_or(0, |s| {
             s.split(|b| *b == b':').map(<[u8]>::len).max().unwrap_or(0)
         });
-        let room = longest_dir.saturating_add(file.len()).saturating_add(2);
+        // A candidate longer than the kernel takes is skipped, as execvp
+        // skips it (`join` finds no room): the buffer never needs more.
+        let room = longest_dir
+            .saturating_add(file.len())
+            .saturating_add(2)
+            .min(PATH_MAX);
         Ok(Program {
             args,
             argv,
@@ -1042,13 +1290,20 @@ fn exec_like_execvp(shared: &Shared) -> Report {
     }
     let mut denied = false;
     for dir in search.split(|b| *b == b':') {
+        // Longer than PATH_MAX: no exec could take it; the next one may do.
         let Some(path) = join(candidate, dir, file) else {
             continue;
         };
         match execve(path, argv1, shared.envp) {
             libc::EACCES => denied = true,
-            // Not here (or not reachable): try the next directory.
-            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            // Not here (or not reachable, or a name in it too long for the
+            // kernel): try the next directory, as execvp does.
+            libc::ENOENT
+            | libc::ENOTDIR
+            | libc::ESTALE
+            | libc::ENODEV
+            | libc::ETIMEDOUT
+            | libc::ENAMETOOLONG => {}
             libc::ENOEXEC => return run_with_shell(shared, path),
             e => return exec_error(e),
         }
@@ -1135,6 +1390,23 @@ pub fn is_shell_job() -> bool {
     }
 }
 
+/// The foreground process group of drainit's controlling terminal, found
+/// through whichever of fds 0-2 is that terminal; `None` without one (no
+/// terminal, or a terminal that is not drainit's controlling one).
+pub fn terminal_foreground() -> Option<i32> {
+    (0..3).find_map(|fd| {
+        // SAFETY: tcgetpgrp takes an integer and only reads terminal state.
+        let group = unsafe { libc::tcgetpgrp(fd) };
+        (group > 0).then_some(group)
+    })
+}
+
+/// drainit's process group.
+pub fn pgrp() -> i32 {
+    // SAFETY: getpgrp cannot fail and has no side effects.
+    unsafe { libc::getpgrp() }
+}
+
 /// Stops drainit itself (SIGSTOP), as a job does; returns once continued.
 pub fn stop_self() {
     // SAFETY: kill(2) with drainit's own pid and a plain signal number.
@@ -1150,6 +1422,31 @@ pub fn give_terminal(pgid: i32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mapped_stack_runs_deep_frames_and_its_guard_is_below() {
+        fn depth(n: u32) -> u32 {
+            // ~1 KiB a frame, kept by black_box.
+            let frame = std::hint::black_box([n as u8; 1024]);
+            if n == 0 {
+                u32::from(frame[0])
+            } else {
+                depth(n - 1) + u32::from(frame[1] > 0)
+            }
+        }
+        let stack = MappedStack::new(OWN_STACK_BYTES).unwrap();
+        let (low, high) = (stack.base as usize, stack.base as usize + stack.len);
+        let here = || {
+            let local = 0u8;
+            let at = std::hint::black_box(&local) as *const u8 as usize;
+            // 64 KiB of frames at least: more than `ulimit -s 48` gives.
+            let deep = depth(64);
+            i32::from((low + PAGE..high).contains(&at)) * 1000 + deep as i32
+        };
+        assert_eq!(stack.run(here), 1064);
+        // At an ordinary limit (the test's), nothing is mapped: it runs here.
+        assert_eq!(on_a_stack_that_fits(here).unwrap(), 64);
+    }
 
     #[test]
     fn size_classes_round_up_to_powers_of_two() {
