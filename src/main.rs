@@ -61,7 +61,10 @@ pub extern "C" fn main(
     if let Some(code) = gen_docs::run(&args) {
         std::process::exit(code)
     }
-    std::process::exit(run(args))
+    let code = run(args);
+    // What stderr could not take in time, counted, if it can take that now.
+    output::finish();
+    std::process::exit(code)
 }
 
 #[cfg_attr(test, allow(dead_code))]
@@ -79,6 +82,9 @@ fn run(args: Vec<OsString>) -> i32 {
             return e.exit_code();
         }
     };
+    // Before drainit opens anything: a closed 0, 1 or 2 would be taken by its
+    // first socket, and its log lines would go to a network peer.
+    sys::occupy_stdio();
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let config = match cli::parse(args, &cli::Env(&vars)) {
         Ok(Parsed::Config(config)) => config,

@@ -18,8 +18,10 @@ use log::{debug, error, info, warn};
 use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
 use crate::drainfile;
+use crate::error::Reason;
 use crate::exit::Status;
 use crate::listener::{self, Listener};
+use crate::output;
 use crate::procfs;
 use crate::signals::{SigSet, Signal};
 use crate::spawn::{self, App};
@@ -29,12 +31,16 @@ use crate::time::{format_duration, since};
 pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let pid1 = sys::pid() == 1;
     if !pid1 && let Err(e) = sys::become_subreaper() {
-        warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
+        warn!(
+            "cannot become a child subreaper ({}): orphans will not be reaped by drainit",
+            Reason(&e)
+        );
     }
     if let Some(path) = &launch.drain_file
         && let Err(e) = drainfile::clear_stale(path)
     {
-        error!("{e}");
+        // Refusals and start-up errors are written whatever the log level.
+        output::refuse(&e);
         return e.exit_code();
     }
     let signals = match SignalFd::new(SigSet::catchable()) {
@@ -44,7 +50,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
                 what: "create a signalfd",
                 source,
             };
-            error!("{e}");
+            output::refuse(&e);
             return e.exit_code();
         }
     };
@@ -59,7 +65,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
                     listen.address,
                     crate::error::os_reason(&e)
                 ));
-                error!("{e}");
+                output::refuse(&e);
                 return e.exit_code();
             }
         },
@@ -68,7 +74,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let app = match spawn::spawn(launch, inherited) {
         Ok(app) => app,
         Err(e) => {
-            error!("{e}");
+            output::refuse(&e);
             return e.exit_code();
         }
     };
@@ -86,7 +92,10 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let health = listener.and_then(|listener| match listener.serve() {
         Ok(status) => Some(status),
         Err(e) => {
-            warn!("cannot start the health listener: {e}; the app runs without it");
+            warn!(
+                "cannot start the health listener: {}; the app runs without it",
+                Reason(&e)
+            );
             None
         }
     });
@@ -131,14 +140,17 @@ impl Supervisor<'_> {
         // reads nothing it has not just touched.
         let mut deadline = self.machine.next_deadline();
         loop {
-            let timeout = deadline.map(|due| due.saturating_sub(self.now()));
+            // A storm of repeated warnings also wakes the loop once it is over,
+            // to say how many there were.
+            let timeout = output::sooner(deadline.map(|due| due.saturating_sub(self.now())));
             if let Err(e) = signals.wait(timeout) {
-                error!("poll failed: {e}");
+                error!(target: output::STORM, "poll failed: {}", Reason(&e));
                 std::thread::sleep(Duration::from_millis(100));
             }
             if let Err(e) = signals.read(&mut received) {
-                error!("cannot read signals: {e}");
+                error!(target: output::STORM, "cannot read signals: {}", Reason(&e));
             }
+            output::storms_over();
             events.clear();
             for r in received.as_slice() {
                 let Some(signal) = self.sent_by_others(r) else {
@@ -237,7 +249,12 @@ impl Supervisor<'_> {
 
     fn signal(&self, target: Target, signal: Signal) {
         if let Err(e) = sys::send(target, signal.number()) {
-            warn!("cannot send {signal} to {}: {e}", describe_target(target));
+            warn!(
+                target: output::STORM,
+                "cannot send {signal} to {}: {}",
+                describe_target(target),
+                Reason(&e)
+            );
         }
     }
 
@@ -246,6 +263,7 @@ impl Supervisor<'_> {
             Action::Forward(signal) => self.forward(signal),
             Action::Swallow { signal, at } => {
                 info!(
+                    target: output::STORM,
                     "{}{signal} again: the app already has its stop signal; not sending another",
                     stamp(Some(at))
                 )
@@ -319,8 +337,9 @@ impl Supervisor<'_> {
                 Ok(()) => format!("; drain file {} written", crate::text::path(path)),
                 Err(e) => {
                     warn!(
-                        "cannot write drain file {}: {e}; draining anyway",
-                        crate::text::path(path)
+                        "cannot write drain file {}: {}; draining anyway",
+                        crate::text::path(path),
+                        Reason(&e)
                     );
                     String::new()
                 }
