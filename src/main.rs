@@ -82,9 +82,6 @@ fn run(args: Vec<OsString>) -> i32 {
             return e.exit_code();
         }
     };
-    // Before drainit opens anything: a closed 0, 1 or 2 would be taken by its
-    // first socket, and its log lines would go to a network peer.
-    sys::occupy_stdio();
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let config = match cli::parse(args, &cli::Env(&vars)) {
         Ok(Parsed::Config(config)) => config,
@@ -94,6 +91,13 @@ fn run(args: Vec<OsString>) -> i32 {
             return e.exit_code();
         }
     };
+    if !matches!(config.mode, Mode::Explain(_)) {
+        // Before drainit opens anything: a closed 0, 1 or 2 would be taken by
+        // its first socket, and its log lines (or the health check's answer)
+        // would go to a network peer. (`--explain`, like `--help`, opens
+        // nothing, and a closed stdout stays an error for it.)
+        sys::occupy_stdio();
+    }
     if !matches!(config.mode, Mode::Run(_)) {
         // Only run mode keeps the signals: a health check or --explain ends
         // on SIGTERM like any other program.
