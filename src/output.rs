@@ -497,6 +497,8 @@ impl Log for Logger {
         if record.target() == STORM {
             storm(record, level);
         } else {
+            // What a storm left unsaid comes before what happened after it.
+            sum_up_storms(true);
             write_record(record, level);
         }
     }
