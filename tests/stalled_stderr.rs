@@ -1,6 +1,6 @@
 //! drainit's stderr stalled: a pipe, a FIFO (what containerd hands a
 //! container) or a socket whose reader holds it open and never reads (a stuck
-//! log driver). A log write never waits: drainit keeps forwarding, reaping
+//! log driver), or a terminal whose output is stopped (Ctrl-S). A log write never waits: drainit keeps forwarding, reaping
 //! and meeting the kill deadline with `-v` and a stream of signals, `/live`
 //! turns 503 when the app dies, and once stderr takes lines again the first
 //! one says how many were dropped.
@@ -26,15 +26,19 @@ enum Kind {
     /// A named FIFO: the kernel cannot write to it with RWF_NOWAIT.
     Fifo,
     Socket,
+    /// A terminal with its output stopped (`tcflow(TCOOFF)`, as Ctrl-S does).
+    Terminal,
 }
 
-const KINDS: [Kind; 3] = [Kind::Pipe, Kind::Fifo, Kind::Socket];
+const KINDS: [Kind; 4] = [Kind::Pipe, Kind::Fifo, Kind::Socket, Kind::Terminal];
 
 /// A full stderr for drainit: its read end (held, never read until the test
 /// says), and the write end to hand over, blocking as a log driver's is.
 struct Stalled {
     reader: File,
     writer: Option<OwnedFd>,
+    /// A terminal's own side, kept to restart its output.
+    terminal: Option<OwnedFd>,
 }
 
 #[allow(unsafe_code)]
@@ -55,17 +59,20 @@ fn set_nonblocking(fd: &impl AsRawFd, on: bool) {
 fn fill(writer: &OwnedFd) {
     set_nonblocking(writer, true);
     let mut file = File::from(writer.try_clone().unwrap());
-    let mut chunk = vec![b'x'; 4095];
-    chunk.push(b'\n');
     let mut total = 0;
-    loop {
-        match file.write(&chunk) {
-            Ok(n) => total += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e) => panic!("filling the pipe: {e}"),
+    // Pages while they fit, then smaller lines (a stopped terminal takes less).
+    for size in [4096, 256, 16] {
+        let mut chunk = vec![b'x'; size - 1];
+        chunk.push(b'\n');
+        loop {
+            match file.write(&chunk) {
+                Ok(n) => total += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the pipe: {e}"),
+            }
         }
     }
-    assert!(total >= 4096, "took only {total} bytes");
+    assert!(total >= 1024, "took only {total} bytes");
     set_nonblocking(writer, false);
 }
 
@@ -96,11 +103,35 @@ fn stalled(kind: Kind, dir: &Scratch) -> Stalled {
             let (a, b) = UnixStream::pair().unwrap();
             (File::from(OwnedFd::from(b)), a.into())
         }
+        Kind::Terminal => {
+            let (mut master, mut slave) = (0, 0);
+            // SAFETY: openpty writes the two descriptors; the other arguments may be null.
+            let ret = unsafe {
+                libc::openpty(
+                    &mut master,
+                    &mut slave,
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(ret, 0);
+            // SAFETY: both were just returned by the kernel, owned by nothing else.
+            let (master, slave) =
+                unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+            // SAFETY: tcflow on the terminal just opened.
+            assert_eq!(unsafe { libc::tcflow(slave.as_raw_fd(), libc::TCOOFF) }, 0);
+            (master, slave)
+        }
     };
-    fill(&writer);
+    if !matches!(kind, Kind::Terminal) {
+        fill(&writer); // a stopped terminal takes nothing at all already
+    }
+    let terminal = matches!(kind, Kind::Terminal).then(|| writer.try_clone().unwrap());
     Stalled {
         reader,
         writer: Some(writer),
+        terminal,
     }
 }
 
@@ -110,8 +141,17 @@ impl Stalled {
         Stdio::from(self.writer.take().unwrap())
     }
 
-    /// Reads all there is now and throws it away.
+    /// Reads all there is now and throws it away (a terminal's output first
+    /// starts again).
+    #[allow(unsafe_code)]
     fn drain(&mut self) {
+        if let Some(terminal) = &self.terminal {
+            // SAFETY: tcflow on the test's own descriptor of the terminal.
+            assert_eq!(
+                unsafe { libc::tcflow(terminal.as_raw_fd(), libc::TCOON) },
+                0
+            );
+        }
         set_nonblocking(&self.reader, true);
         let mut buf = vec![0u8; 65536];
         loop {
