@@ -147,10 +147,8 @@ impl Stalled {
     fn drain(&mut self) {
         if let Some(terminal) = &self.terminal {
             // SAFETY: tcflow on the test's own descriptor of the terminal.
-            assert_eq!(
-                unsafe { libc::tcflow(terminal.as_raw_fd(), libc::TCOON) },
-                0
-            );
+            let restarted = unsafe { libc::tcflow(terminal.as_raw_fd(), libc::TCOON) };
+            assert_eq!(restarted, 0);
         }
         set_nonblocking(&self.reader, true);
         let mut buf = vec![0u8; 65536];
