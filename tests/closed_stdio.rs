@@ -189,3 +189,66 @@ fn the_health_checks_server_gets_only_the_request_when_stdout_and_stderr_were_cl
         "the server got more than the request: {got:?}"
     );
 }
+
+#[test]
+fn without_dev_null_a_placeholder_keeps_sockets_off_1_and_2() {
+    if !can_run(Mode::Pid1) {
+        return; // a mount namespace with an empty /dev: root
+    }
+    let dir = Scratch::new("closed-stdio-no-dev");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let log = dir.path("log");
+    // The app logs each SIGWINCH it gets.
+    let script = format!(
+        "trap 'echo SIGWINCH >> {log}' WINCH; touch {ready}; while :; do sleep 0.05; done",
+        log = dir.str("log"),
+        ready = dir.str("ready")
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "sh", "-c"])
+        .arg("mount -t tmpfs none /dev && exec \"$@\" >&- 2>&-")
+        .arg("sh")
+        .arg(bin())
+        .args(["-v", "--health-listen", &listen, "sh", "-c", &script]);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DRAINIT_") {
+            command.env_remove(key);
+        }
+    }
+    let mut g = Guard(command.stdin(Stdio::null()).spawn().unwrap());
+    assert!(
+        wait_for_file(&dir.path("ready"), secs(15.0)),
+        "the app never started"
+    );
+    let drainit = g.drainit(Mode::Parent);
+    let app_pid = wait_until(secs(10.0), || children_of(drainit).into_iter().min()).unwrap();
+    let listening = sockets(drainit);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    wait_until(secs(10.0), || (sockets(drainit) > listening).then_some(()))
+        .expect("the listener accepted the client");
+    for i in 1..=3 {
+        kill(drainit, SIGWINCH);
+        wait_until(secs(10.0), || (lines(&log).len() >= i).then_some(()))
+            .unwrap_or_else(|| panic!("SIGWINCH #{i} not forwarded"));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    client.set_read_timeout(Some(secs(10.0))).unwrap();
+    client
+        .write_all(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && !answer.contains("drainit"),
+        "the client got: {answer:?}"
+    );
+    // drainit holds a placeholder there (`/`, O_PATH); the app gets them closed.
+    for fd in [1, 2] {
+        assert_eq!(target(drainit, fd), "/", "drainit's {fd}");
+        assert_eq!(target(app_pid, fd), "(closed)", "the app's {fd}");
+    }
+    kill(drainit, SIGTERM);
+    assert_eq!(g.wait(secs(10.0)), Some(143));
+}
