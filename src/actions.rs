@@ -536,8 +536,10 @@ impl<'a> Runner<'a> {
             r.killed = Some(why);
             if let Err(e) = sys::send(Target::Group(r.pid), libc::SIGKILL) {
                 warn!(
-                    "{}: cannot SIGKILL its process group ({}): {e}",
-                    r.name, r.pid
+                    "{}: cannot SIGKILL its process group ({}): {}",
+                    r.name,
+                    r.pid,
+                    crate::error::Reason(&e)
                 );
             }
             if warn {
@@ -691,7 +693,10 @@ impl Output {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) => {
-                    debug!("{name}: cannot read its output: {e}");
+                    debug!(
+                        "{name}: cannot read its output: {}",
+                        crate::error::Reason(&e)
+                    );
                     self.finish(name);
                     return false;
                 }
@@ -760,7 +765,10 @@ fn post(url: Url, timeout: Duration, stamp: String) {
             Err(e) => warn!("on-drain-post: POST {url}: {e}; the drain goes on"),
         });
     if let Err(e) = spawned {
-        warn!("on-drain-post: cannot start a thread for it: {e}; no POST");
+        warn!(
+            "on-drain-post: cannot start a thread for it: {}; no POST",
+            crate::error::Reason(&e)
+        );
     }
 }
 

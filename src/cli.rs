@@ -46,7 +46,9 @@ STOP, TSTP, TTIN, TTOU, URG, WINCH, 32 or 33); --stop-signal KILL is allowed.
 Variables: a flag wins over its variable; an empty variable counts as unset. -v and -q \
 together are refused. --healthcheck and --explain have no environment variable, so that a \
 variable set for the whole task cannot turn the entrypoint into a health check. DRAINIT_LOG \
-takes a level (off, error, warn, info, debug or trace) and wins over -v and -q.
+takes a level (off, error, warn, info, debug or trace) and wins over -v and -q. Refusals (125) \
+and start-up errors (126, 127) are written at any level. A log write never waits: what stderr \
+cannot take at once is dropped and counted.
 
 Durations: 30s, 1500ms, 1m, 2.5s; a bare number means seconds; at most 8760h (a year).
 

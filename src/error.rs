@@ -51,32 +51,41 @@ impl fmt::Display for Error {
                     exit::NOT_EXECUTABLE => "command cannot be executed",
                     _ => "cannot start command",
                 };
-                let errno = source
-                    .raw_os_error()
-                    .map(|n| io::Error::from_raw_os_error(n).to_string());
-                let reason = errno.unwrap_or_else(|| source.to_string());
                 write!(
                     f,
                     "{what}: {}: {}",
                     crate::text::Escaped(command.as_bytes()),
-                    strip_os_error(&reason)
+                    os_reason(source)
                 )
             }
-            Error::Setup { what, source } => {
-                write!(f, "cannot {what}: {}", strip_os_error(&source.to_string()))
-            }
+            Error::Setup { what, source } => write!(f, "cannot {what}: {}", os_reason(source)),
         }
     }
 }
 
-/// An OS error as one short phrase: `Address in use`, not `Address in use (os error 98)`.
+/// An error as drainit words it everywhere, after a colon: one short phrase
+/// in lower case, `permission denied`, not `Permission denied (os error 13)`.
+/// Every `io::Error` drainit shows goes through here.
 pub fn os_reason(e: &io::Error) -> String {
-    strip_os_error(&e.to_string()).to_string()
+    match e.raw_os_error() {
+        Some(n) => strip_os_error(&io::Error::from_raw_os_error(n).to_string()).to_lowercase(),
+        // drainit's own words (they may hold a path): as they are.
+        None => strip_os_error(&e.to_string()).to_string(),
+    }
 }
 
 /// `No such file or directory (os error 2)` → `No such file or directory`.
 fn strip_os_error(text: &str) -> &str {
     text.split(" (os error").next().unwrap_or(text)
+}
+
+/// An `io::Error` shown the way [`os_reason`] words it: `{}` in a message.
+pub struct Reason<'a>(pub &'a io::Error);
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&os_reason(self.0))
+    }
 }
 
 #[cfg(test)]
@@ -93,7 +102,7 @@ mod tests {
         assert_eq!(nf.exit_code(), 127);
         assert_eq!(
             nf.to_string(),
-            "command not found: nope: No such file or directory"
+            "command not found: nope: no such file or directory"
         );
         let ne = Error::Spawn {
             command: "/etc".into(),

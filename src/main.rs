@@ -65,7 +65,7 @@ pub extern "C" fn main(
         std::process::exit(code)
     }
     // Under a small stack limit (`ulimit -s 16`), on a stack of its own.
-    std::process::exit(match sys::on_a_stack_that_fits(|| run(args)) {
+    let code = match sys::on_a_stack_that_fits(|| run(args)) {
         Ok(code) => code,
         Err(source) => {
             let e = error::Error::Setup {
@@ -75,7 +75,10 @@ pub extern "C" fn main(
             output::refuse(&e);
             e.exit_code()
         }
-    })
+    };
+    // What stderr could not take in time, counted, if it can take that now.
+    output::finish();
+    std::process::exit(code)
 }
 
 #[cfg_attr(test, allow(dead_code))]
@@ -110,6 +113,13 @@ fn run(args: Vec<OsString>) -> i32 {
             return e.exit_code();
         }
     };
+    if !matches!(config.mode, Mode::Explain(_)) {
+        // Before drainit opens anything: a closed 0, 1 or 2 would be taken by
+        // its first socket, and its log lines (or the health check's answer)
+        // would go to a network peer. (`--explain`, like `--help`, opens
+        // nothing, and a closed stdout stays an error for it.)
+        sys::occupy_stdio();
+    }
     if !matches!(config.mode, Mode::Run(_)) {
         // Only run mode keeps the signals: a health check or --explain ends
         // on SIGTERM like any other program.

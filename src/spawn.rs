@@ -112,7 +112,10 @@ impl App {
                         && sys::holds_terminal_foreground()
                         && let Err(e) = sys::give_terminal(self.pid)
                     {
-                        debug!("cannot give the terminal back to the app's group: {e}");
+                        debug!(
+                            "cannot give the terminal back to the app's group: {}",
+                            crate::error::Reason(&e)
+                        );
                     }
                 }
                 _ => {}
@@ -144,10 +147,15 @@ impl App {
                 Target::Pid(self.pid)
             };
             warn!(
+                target: crate::output::STORM,
                 "the app was stopped by {signal} (Ctrl-Z?) and nothing above drainit does job control: continuing it"
             );
             if let Err(e) = sys::send(target, libc::SIGCONT) {
-                warn!("cannot send SIGCONT to the app: {e}");
+                warn!(
+                    target: crate::output::STORM,
+                    "cannot send SIGCONT to the app: {}",
+                    crate::error::Reason(&e)
+                );
             }
         }
     }

@@ -24,8 +24,10 @@ use crate::actions::{Reaped, Runner};
 use crate::cli::{Launch, show_command};
 use crate::drain::{Action, Event, Machine, StopReason};
 use crate::drainfile::DrainFile;
+use crate::error::Reason;
 use crate::exit::Status;
 use crate::listener::{self, Listener};
+use crate::output;
 use crate::procfs;
 use crate::signals::{SigSet, Signal};
 use crate::spawn::{self, App};
@@ -35,7 +37,10 @@ use crate::time::{format_duration, since};
 pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let pid1 = sys::pid() == 1;
     if !pid1 && let Err(e) = sys::become_subreaper() {
-        warn!("cannot become a child subreaper ({e}): orphans will not be reaped by drainit");
+        warn!(
+            "cannot become a child subreaper ({}): orphans will not be reaped by drainit",
+            Reason(&e)
+        );
     }
     // A drain action that cannot run is found out now, not at the drain.
     for command in [&launch.actions.on_drain, &launch.actions.stop_command]
@@ -43,14 +48,15 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         .flatten()
     {
         if let Err(e) = command.check() {
-            error!("{e}");
+            // Refusals and start-up errors are written whatever the log level.
+            output::refuse(&e);
             return e.exit_code();
         }
     }
     let drain_file = match launch.drain_file.as_deref().map(DrainFile::open) {
         Some(Ok(file)) => Some(file),
         Some(Err(e)) => {
-            error!("{e}");
+            output::refuse(&e);
             return e.exit_code();
         }
         None => None,
@@ -62,7 +68,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
                 what: "create a signalfd",
                 source,
             };
-            error!("{e}");
+            output::refuse(&e);
             return e.exit_code();
         }
     };
@@ -77,7 +83,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
                     listen.address,
                     crate::error::os_reason(&e)
                 ));
-                error!("{e}");
+                output::refuse(&e);
                 return e.exit_code();
             }
         },
@@ -90,7 +96,7 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let app = match spawn::spawn(launch, inherited) {
         Ok(app) => app,
         Err(e) => {
-            error!("{e}");
+            output::refuse(&e);
             return e.exit_code();
         }
     };
@@ -108,7 +114,10 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
     let health = listener.and_then(|listener| match listener.serve() {
         Ok(status) => Some(status),
         Err(e) => {
-            warn!("cannot start the health listener: {e}; the app runs without it");
+            warn!(
+                "cannot start the health listener: {}; the app runs without it",
+                Reason(&e)
+            );
             None
         }
     });
@@ -167,7 +176,9 @@ impl Supervisor<'_> {
         // here, the hot path below reads nothing it has not just touched.
         let mut deadline = self.next_deadline();
         loop {
-            let timeout = deadline.map(|due| due.saturating_sub(self.now()));
+            // A storm of repeated warnings also wakes the loop once it is over,
+            // to say how many there were.
+            let timeout = output::sooner(deadline.map(|due| due.saturating_sub(self.now())));
             // Only while a drain action runs does the wait watch its output too.
             let waited = if self.actions.active() {
                 signals.wait_also(&self.actions.fds(), timeout)
@@ -175,12 +186,13 @@ impl Supervisor<'_> {
                 signals.wait(timeout)
             };
             if let Err(e) = waited {
-                error!("poll failed: {e}");
+                error!(target: output::STORM, "poll failed: {}", Reason(&e));
                 std::thread::sleep(Duration::from_millis(100));
             }
             if let Err(e) = signals.read(&mut received) {
-                error!("cannot read signals: {e}");
+                error!(target: output::STORM, "cannot read signals: {}", Reason(&e));
             }
+            output::storms_over();
             events.clear();
             for r in received.as_slice() {
                 let Some(signal) = self.sent_by_others(r) else {
@@ -290,7 +302,12 @@ impl Supervisor<'_> {
 
     fn signal(&self, target: Target, signal: Signal) {
         if let Err(e) = sys::send(target, signal.number()) {
-            warn!("cannot send {signal} to {}: {e}", describe_target(target));
+            warn!(
+                target: output::STORM,
+                "cannot send {signal} to {}: {}",
+                describe_target(target),
+                Reason(&e)
+            );
         }
     }
 
@@ -305,6 +322,7 @@ impl Supervisor<'_> {
             }
             Action::Swallow { signal, at } => {
                 info!(
+                    target: output::STORM,
                     "{}{signal} again: the app already has its stop signal; not sending another",
                     stamp(Some(at))
                 )
@@ -396,8 +414,9 @@ impl Supervisor<'_> {
                 Ok(()) => format!("; drain file {} written", crate::text::path(path)),
                 Err(e) => {
                     warn!(
-                        "cannot write drain file {}: {e}; draining anyway",
-                        crate::text::path(path)
+                        "cannot write drain file {}: {}; draining anyway",
+                        crate::text::path(path),
+                        Reason(&e)
                     );
                     String::new()
                 }

@@ -1572,3 +1572,158 @@ pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> 
         other => other.map(|n| usize::try_from(n).unwrap_or(0)),
     }
 }
+
+// ---------------------------------------------------------------- drainit's own output
+
+/// What a descriptor is, as far as writing to it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    /// A pipe or a FIFO: a reader that stops reading stalls a blocking write.
+    Pipe,
+    /// A terminal: output stopped (Ctrl-S) stalls a blocking write.
+    Terminal,
+    Socket,
+    /// A regular file, a device that is not a terminal, anything else: a
+    /// write takes what it is given.
+    Other,
+}
+
+/// What `fd` is, with its device and inode; `None` if it is not open.
+pub fn fd_kind(fd: c_int) -> Option<(FdKind, u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` has room for a `struct stat`, which fstat fills on success.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } < 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so the struct is filled.
+    let st = unsafe { st.assume_init() };
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => FdKind::Pipe,
+        libc::S_IFSOCK => FdKind::Socket,
+        // SAFETY: isatty takes an integer and only asks the kernel.
+        libc::S_IFCHR if unsafe { libc::isatty(fd) } == 1 => FdKind::Terminal,
+        _ => FdKind::Other,
+    };
+    #[allow(clippy::useless_conversion)] // u64 on x86_64, not on every target
+    Some((kind, u64::from(st.st_dev), u64::from(st.st_ino)))
+}
+
+/// One `write` of `buf` to `fd` that never waits for the reader:
+/// `pwritev2(RWF_NOWAIT)`, which leaves the flags of the descriptor (shared
+/// with the app) as they are. `EAGAIN`: no room now. `EOPNOTSUPP` (or
+/// `EINVAL`/`ENOSYS` on old kernels): not for this kind of file.
+pub fn write_nowait(fd: c_int, buf: &[u8]) -> io::Result<usize> {
+    let iov = libc::iovec {
+        iov_base: buf.as_ptr().cast_mut().cast::<c_void>(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: one iovec over `buf`, which outlives the call and is only read;
+    // offset -1 (low and high halves) writes at the file's position, as write(2).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pwritev2,
+            fd,
+            &iov as *const libc::iovec,
+            1 as c_long,
+            -1 as c_long,
+            -1 as c_long,
+            libc::RWF_NOWAIT,
+        )
+    };
+    check(ret).map(|n| usize::try_from(n).unwrap_or(0))
+}
+
+/// `send(MSG_DONTWAIT | MSG_NOSIGNAL)`: one write to a socket that never
+/// waits and never raises SIGPIPE.
+pub fn send_nowait(fd: c_int, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` outlives the call and is only read.
+    let ret = unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast::<c_void>(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    check(ret as c_long).map(|n| usize::try_from(n).unwrap_or(0))
+}
+
+/// A plain `write(2)` to `fd` (which may block).
+pub fn write_fd(fd: c_int, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` outlives the call and is only read.
+    let ret = unsafe { libc::write(fd, buf.as_ptr().cast::<c_void>(), buf.len()) };
+    check(ret as c_long).map(|n| usize::try_from(n).unwrap_or(0))
+}
+
+/// Makes sure descriptors 0, 1 and 2 are open, before drainit opens any of
+/// its own: started with one closed, drainit's first socket would land
+/// there, and its log lines (or the health check's answer) would go to a
+/// network peer. Each closed one gets `/dev/null` (read-write, inherited by
+/// the app, as Rust's runtime and glibc for set-uid programs do). Where
+/// `/dev/null` cannot be opened or is not the null device, an `O_PATH`
+/// descriptor of `/` holds the place instead (reads and writes on it fail,
+/// as on a closed one), close-on-exec, so the app gets the slot closed as
+/// drainit did. Nothing here can fail drainit.
+pub fn occupy_stdio() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD takes and returns integers; -1 means `fd` is not open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        let placeholder = open_null().or_else(|| {
+            // SAFETY: a NUL-terminated literal path and integer flags.
+            let p = unsafe { libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            (p >= 0).then_some(p)
+        });
+        let Some(new) = placeholder else { continue };
+        if new != fd {
+            // The lower ones are open, so `open` returns `fd` itself; should it
+            // not, move it there. dup2 clears close-on-exec: keep the flag.
+            // SAFETY: fcntl and dup2 on descriptors drainit owns; `new` is closed
+            // once duplicated.
+            unsafe {
+                let flags = libc::fcntl(new, libc::F_GETFD);
+                if libc::dup2(new, fd) == fd && flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags);
+                }
+                libc::close(new);
+            }
+        }
+    }
+}
+
+/// `/dev/null`, opened read-write and inheritable, if it is the null device.
+fn open_null() -> Option<c_int> {
+    // SAFETY: a NUL-terminated literal path and integer flags; O_NONBLOCK keeps
+    // the open from waiting should a FIFO sit there (it is dropped below).
+    let fd = unsafe {
+        libc::open(
+            c"/dev/null".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_NOFOLLOW,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` has room for a `struct stat`; it is read only if fstat filled it.
+    let null = unsafe {
+        libc::fstat(fd, st.as_mut_ptr()) == 0 && {
+            let st = st.assume_init();
+            st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
+        }
+    };
+    // SAFETY: fcntl and close on the descriptor just opened.
+    unsafe {
+        if null {
+            // The null device ignores O_NONBLOCK, but the app should not see it.
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+            return Some(fd);
+        }
+        libc::close(fd);
+    }
+    None
+}

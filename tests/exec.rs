@@ -216,7 +216,7 @@ fn a_command_that_is_missing_still_says_command_not_found() {
             let out = Drainit::new(mode).arg(cmd).run(secs(20.0));
             out.assert_error(
                 127,
-                &format!("drainit: error: command not found: {cmd}: No such file or directory"),
+                &format!("drainit: error: command not found: {cmd}: no such file or directory"),
                 &format!("{mode:?}"),
             );
         }
@@ -240,7 +240,7 @@ fn a_binary_for_another_machine_is_not_handed_to_the_shell() {
         out.assert_error(
             126,
             &format!(
-                "drainit: error: command cannot be executed: {}: Exec format error",
+                "drainit: error: command cannot be executed: {}: exec format error",
                 app.display()
             ),
             &format!("{mode:?}"),
@@ -310,7 +310,7 @@ fn path_search_skips_what_it_may_not_run_and_says_so_if_nothing_else() {
             .run(secs(20.0));
         out.assert_error(
             126,
-            "drainit: error: command cannot be executed: only-here: Permission denied",
+            "drainit: error: command cannot be executed: only-here: permission denied",
             &format!("{mode:?}"),
         );
     }

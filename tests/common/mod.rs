@@ -160,6 +160,8 @@ pub struct Drainit {
     args: Vec<OsString>,
     env: Vec<(String, String)>,
     stdin: Option<Vec<u8>>,
+    /// Where drainit's stderr goes instead of the test's pipe.
+    stderr: Option<Stdio>,
 }
 
 impl Drainit {
@@ -171,7 +173,14 @@ impl Drainit {
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
+            stderr: None,
         }
+    }
+
+    /// drainit's stderr goes to `stderr` (the test then sees none of it).
+    pub fn stderr_to(mut self, stderr: Stdio) -> Drainit {
+        self.stderr = Some(stderr);
+        self
     }
 
     /// Runs `launcher... drainit args` instead of `drainit args`, e.g. to
@@ -256,7 +265,10 @@ impl Drainit {
         } else {
             Stdio::null()
         });
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let own_stderr = self.stderr.is_none();
+        command
+            .stdout(Stdio::piped())
+            .stderr(self.stderr.unwrap_or_else(Stdio::piped));
         let started = Instant::now();
         let mut child = command.spawn().expect("spawn drainit");
         if let Some(bytes) = self.stdin {
@@ -266,7 +278,7 @@ impl Drainit {
             });
         }
         let stdout = Some(collect(child.stdout.take().unwrap()));
-        let stderr = Some(collect(child.stderr.take().unwrap()));
+        let stderr = own_stderr.then(|| collect(child.stderr.take().unwrap()));
         Running {
             mode: self.mode,
             child,
@@ -435,7 +447,8 @@ impl Running {
             code: status.code(),
             signal: std::os::unix::process::ExitStatusExt::signal(&status),
             stdout: join(self.stdout.take().unwrap()),
-            stderr: String::from_utf8_lossy(&join(self.stderr.take().unwrap())).into_owned(),
+            stderr: String::from_utf8_lossy(&self.stderr.take().map(join).unwrap_or_default())
+                .into_owned(),
             elapsed,
         }
     }
