@@ -84,3 +84,39 @@ pub fn healthy_app() -> u16 {
 pub fn lonely_uid(which: u32) -> String {
     (200_000 + (std::process::id() % 100_000) * 8 + which).to_string()
 }
+
+/// A TCP connection to `to` from `from` (port chosen by the kernel), so that
+/// the listener sees another peer than 127.0.0.1; `None` if it does not
+/// connect within a second.
+#[allow(unsafe_code)]
+pub fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> Option<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain integers in, a descriptor out.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a socket just made and owned here from now on.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .ok()?;
+    let local = sockaddr(from, 0);
+    let remote = sockaddr(*to.ip(), to.port());
+    // SAFETY: the addresses are valid `sockaddr_in`s of `len` bytes for the
+    // calls; connect honours the write timeout (SO_SNDTIMEO).
+    let ok = unsafe {
+        libc::bind(fd, (&raw const local).cast(), len) == 0
+            && libc::connect(fd, (&raw const remote).cast(), len) == 0
+    };
+    ok.then_some(stream)
+}
