@@ -210,12 +210,13 @@ impl Listener {
     /// starts; it serves once [`Status::serve`] is called. An error here is
     /// drainit's refusal to start, never a container without its probes.
     pub fn start(self) -> io::Result<Status> {
-        let pool = Pool::reserve().ok_or_else(|| {
+        let no_memory = || {
             io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 "cannot reserve memory for its connections",
             )
-        })?;
+        };
+        let pool = Pool::reserve().ok_or_else(no_memory)?;
         let spare = self
             .socket
             .try_clone()
@@ -230,24 +231,20 @@ impl Listener {
             go: Condvar::new(),
         }));
         let shared = status.clone();
-        let mut serving = Serving {
+        let mut connections = Vec::new();
+        connections
+            .try_reserve_exact(MAX_CONNECTIONS)
+            .map_err(|_| no_memory())?;
+        let serving = Serving {
             socket: self.socket,
             spare: Some(spare),
             app_check,
             pool,
-            connections: Vec::new(),
+            connections,
             limit: MAX_CONNECTIONS,
             paused_until: None,
+            scratch: Some(Scratch::reserve().ok_or_else(no_memory)?),
         };
-        serving
-            .connections
-            .try_reserve_exact(MAX_CONNECTIONS)
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::OutOfMemory,
-                    "cannot reserve memory for its connections",
-                )
-            })?;
         std::thread::Builder::new()
             .name("health-listen".into())
             .stack_size(LISTENER_STACK)
@@ -302,20 +299,38 @@ struct Serving {
     limit: usize,
     /// The listening socket is not polled until then.
     paused_until: Option<Instant>,
+    /// The poll loop's lists, reserved at start (taken by [`Serving::run`]).
+    scratch: Option<Scratch>,
+}
+
+/// What each turn of the poll loop fills: room for every descriptor it can
+/// poll, taken at start so that the loop never allocates.
+struct Scratch {
+    fds: Vec<PollFd>,
+    /// Which connection each poll entry after the fixed ones is.
+    polled: Vec<usize>,
+}
+
+impl Scratch {
+    fn reserve() -> Option<Scratch> {
+        let mut fds = Vec::new();
+        fds.try_reserve_exact(MAX_CONNECTIONS.checked_add(2)?)
+            .ok()?;
+        let mut polled = Vec::new();
+        polled.try_reserve_exact(MAX_CONNECTIONS).ok()?;
+        Some(Scratch { fds, polled })
+    }
 }
 
 impl Serving {
     fn run(mut self, status: &Status) {
-        let mut fds: Vec<PollFd> = Vec::new();
-        // Which connection each poll entry after the fixed ones is.
-        let mut polled: Vec<usize> = Vec::new();
-        if fds
-            .try_reserve_exact(MAX_CONNECTIONS.saturating_add(2))
-            .is_err()
-            || polled.try_reserve_exact(MAX_CONNECTIONS).is_err()
-        {
-            // Cannot happen short of memory; then serve with what there is.
-        }
+        let Scratch {
+            mut fds,
+            mut polled,
+        } = match self.scratch.take() {
+            Some(scratch) => scratch,
+            None => return,
+        };
         loop {
             let now = Instant::now();
             self.expire(now, status);
@@ -428,11 +443,13 @@ impl Serving {
     fn accept(&mut self, status: &Status) {
         let app_timeout = self.app_check.as_ref().map(AppCheck::timeout);
         for _ in 0..ACCEPT_BATCH {
-            if self.connections.len() >= self.limit || self.pool.free.is_empty() {
-                self.drop_one();
-            }
             match self.socket.accept() {
                 Ok((stream, peer)) => {
+                    // At the limit, room is made among those held before:
+                    // never the newcomer, whose request may be on its way.
+                    if self.connections.len() >= self.limit || self.pool.free.is_empty() {
+                        self.drop_one();
+                    }
                     let Some(slot) = self.pool.free.pop() else {
                         continue; // cannot happen: one was just dropped
                     };
