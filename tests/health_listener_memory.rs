@@ -55,8 +55,12 @@ fn under_a_tight_address_space_limit_drainit_refuses_or_keeps_the_apps_code() {
         .step_by(8)
         .chain([1600, 2000, 3000, 4000, 8000])
         .collect();
-    for kib in kib {
-        let trace = dir.str(&format!("trace-{kib}"));
+    // Without and with --url (whose worker thread is made at start too).
+    let runs = kib
+        .iter()
+        .flat_map(|&kib| [(kib, None), (kib, Some("http://127.0.0.1:1/"))]);
+    for (kib, url) in runs {
+        let trace = dir.str(&format!("trace-{kib}-{}", url.is_some()));
         let limit = format!("--as={}", kib * 1024);
         let listen = format!("127.0.0.1:{}", free_port());
         let out = Drainit::new(Mode::Parent)
@@ -71,7 +75,9 @@ fn under_a_tight_address_space_limit_drainit_refuses_or_keeps_the_apps_code() {
                 "prlimit",
                 &limit,
             ])
-            .args(&["--health-listen", &listen, "--", "/bin/sh", "-c", "exit 3"])
+            .args(&["--health-listen", &listen])
+            .args(&url.map_or(vec![], |url| vec!["--url", url]))
+            .args(&["--", "/bin/sh", "-c", "exit 3"])
             .run(secs(30.0));
         let procs = processes_in(&std::fs::read_to_string(&trace).unwrap());
         let Some((&drainit, (_, end))) = procs.iter().find(|(_, (run, _))| run.contains(&bin))
@@ -82,7 +88,10 @@ fn under_a_tight_address_space_limit_drainit_refuses_or_keeps_the_apps_code() {
         let app = procs
             .iter()
             .find(|(pid, (run, _))| **pid != drainit && !run.is_empty());
-        let what = format!("--as={kib}K: drainit {end}; stderr: {}", out.stderr);
+        let what = format!(
+            "--as={kib}K, --url {url:?}: drainit {end}; stderr: {}",
+            out.stderr
+        );
         assert!(end.starts_with("exited with "), "{what}");
         let code: i32 = end.trim_start_matches("exited with ").parse().unwrap();
         match app {
