@@ -30,9 +30,10 @@
 //! and none can delay signal forwarding or reaping, which happen elsewhere.
 //! At the limit (of connections, or of descriptors: EMFILE), the oldest
 //! connection that has not sent a complete request goes first, from the
-//! peer that holds the most; with nothing to drop, a pending client is
-//! accepted and closed at once through a descriptor kept in reserve, and if
-//! even that fails the listening socket rests 100 ms: never a busy loop.
+//! peer that holds the most, once it has had 100 ms to send one (until
+//! then the listening socket rests); with nothing to drop, a pending client
+//! is accepted and closed at once through a descriptor kept in reserve, and
+//! if even that fails the listening socket rests 100 ms: never a busy loop.
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Read, Write};
@@ -77,6 +78,13 @@ const MIN_CONNECTIONS: usize = 4;
 /// How long the listening socket rests when a client can be neither accepted
 /// nor dropped (no descriptor at all, no memory).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Address space asked for at start beyond the stacks and the connections'
+/// bytes: what starting the threads allocates, with room to spare.
+const HEADROOM: usize = 128 * 1024;
+/// How long a new connection that has sent nothing yet is safe from being
+/// dropped to make room: long enough for a probe's request to arrive on a
+/// busy machine, short enough that a flood waits little in the backlog.
+const QUIET_GRACE: Duration = Duration::from_millis(100);
 
 /// Where to listen: `:8081`, `0.0.0.0:8081`, `127.0.0.1:8081`, `[::]:8081`.
 pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
@@ -213,9 +221,24 @@ impl Listener {
         let no_memory = || {
             io::Error::new(
                 io::ErrorKind::OutOfMemory,
-                "cannot reserve memory for its connections",
+                "not enough memory for its threads and connections",
             )
         };
+        // Starting threads allocates in ways that cannot fail softly (a
+        // failure aborts): the address space they need, and more, is asked
+        // for first, in one allocation that can fail, and given back.
+        let stacks = match self.app_health {
+            Some(_) => LISTENER_STACK.checked_add(crate::health::CHECK_STACK),
+            None => Some(LISTENER_STACK),
+        };
+        let needed = SLOT
+            .checked_mul(MAX_CONNECTIONS)
+            .zip(stacks)
+            .and_then(|(pool, stacks)| pool.checked_add(stacks)?.checked_add(HEADROOM))
+            .ok_or_else(no_memory)?;
+        let mut room: Vec<u8> = Vec::new();
+        room.try_reserve_exact(needed).map_err(|_| no_memory())?;
+        drop(room);
         let pool = Pool::reserve().ok_or_else(no_memory)?;
         let spare = self
             .socket
@@ -443,15 +466,15 @@ impl Serving {
     fn accept(&mut self, status: &Status) {
         let app_timeout = self.app_check.as_ref().map(AppCheck::timeout);
         for _ in 0..ACCEPT_BATCH {
+            if (self.connections.len() >= self.limit || self.pool.free.is_empty())
+                && !self.make_room()
+            {
+                return;
+            }
             match self.socket.accept() {
                 Ok((stream, peer)) => {
-                    // At the limit, room is made among those held before:
-                    // never the newcomer, whose request may be on its way.
-                    if self.connections.len() >= self.limit || self.pool.free.is_empty() {
-                        self.drop_one();
-                    }
                     let Some(slot) = self.pool.free.pop() else {
-                        continue; // cannot happen: one was just dropped
+                        continue; // cannot happen: room was made
                     };
                     if stream.set_nonblocking(true).is_err() {
                         self.pool.free.push(slot);
@@ -474,7 +497,7 @@ impl Serving {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(_) => {
                     // ENOBUFS, ENOMEM: let it rest rather than spin.
-                    self.pause();
+                    self.pause_until(Instant::now().checked_add(ACCEPT_PAUSE));
                     return;
                 }
             }
@@ -490,33 +513,48 @@ impl Serving {
             .len()
             .saturating_sub(FD_HEADROOM)
             .max(MIN_CONNECTIONS);
-        if self.drop_one() {
-            return true;
+        if !self.connections.is_empty() {
+            return self.make_room();
         }
         // Nothing to drop: refuse the pending client with the spare descriptor.
         drop(self.spare.take());
         let refused = self.socket.accept().is_ok();
         self.spare = self.socket.try_clone().ok();
         if !refused || self.spare.is_none() {
-            self.pause();
+            self.pause_until(Instant::now().checked_add(ACCEPT_PAUSE));
             return false;
         }
         true
     }
 
-    /// Stops polling the listening socket for [`ACCEPT_PAUSE`].
-    fn pause(&mut self) {
-        self.paused_until = Instant::now().checked_add(ACCEPT_PAUSE);
+    /// Stops polling the listening socket until `until` (at least 1 ms, at
+    /// most [`ACCEPT_PAUSE`] from now: never a busy loop, never a long wait).
+    fn pause_until(&mut self, until: Option<Instant>) {
+        let now = Instant::now();
+        let soonest = now.checked_add(Duration::from_millis(1)).unwrap_or(now);
+        let latest = now.checked_add(ACCEPT_PAUSE).unwrap_or(soonest);
+        self.paused_until = Some(until.unwrap_or(latest).clamp(soonest, latest));
     }
 
-    /// Drops one connection to make room: the oldest that has not sent a
-    /// complete request, from the peer holding the most connections; the
-    /// oldest of all if every one has. `false`: there was none.
-    fn drop_one(&mut self) -> bool {
+    /// Drops one connection to make room: the oldest that has sent no
+    /// complete request and has had [`QUIET_GRACE`] to send one, from the
+    /// peer holding the most connections; if every one has sent its
+    /// request, the oldest of all. `false`: only connections still in their
+    /// grace could go, so the listening socket rests until the first one's
+    /// grace ends (a flood cannot push out a probe whose request is on its
+    /// way).
+    fn make_room(&mut self) -> bool {
+        let now = Instant::now();
         let count = |ip: IpAddr| self.connections.iter().filter(|c| c.peer == ip).count();
         let mut victim: Option<(usize, usize)> = None; // (index, its peer's count)
+        let mut in_grace: Option<Instant> = None; // when the first grace ends
         for (i, c) in self.connections.iter().enumerate() {
             if !matches!(c.state, State::Reading { .. }) {
+                continue;
+            }
+            let grace_over = c.accepted.checked_add(QUIET_GRACE).unwrap_or(now);
+            if grace_over > now {
+                in_grace = Some(in_grace.map_or(grace_over, |t| t.min(grace_over)));
                 continue;
             }
             let n = count(c.peer);
@@ -524,10 +562,14 @@ impl Serving {
                 victim = Some((i, n));
             }
         }
-        let index = match victim {
-            Some((i, _)) => i,
-            None if self.connections.is_empty() => return false,
-            None => 0,
+        let index = match (victim, in_grace) {
+            (Some((i, _)), _) => i,
+            (None, Some(until)) => {
+                self.pause_until(Some(until));
+                return false;
+            }
+            (None, None) if self.connections.is_empty() => return true,
+            (None, None) => 0,
         };
         if index < self.connections.len() {
             let dropped = self.connections.remove(index);
@@ -560,17 +602,20 @@ struct Connection {
     peer: IpAddr,
     /// Its bytes in the pool.
     slot: usize,
+    accepted: Instant,
     deadline: Instant,
     state: State,
 }
 
 impl Connection {
     fn new(stream: TcpStream, peer: IpAddr, slot: usize) -> Connection {
+        let accepted = Instant::now();
         Connection {
             stream,
             peer,
             slot,
-            deadline: Instant::now()
+            accepted,
+            deadline: accepted
                 .checked_add(CONNECTION_DEADLINE)
                 .unwrap_or_else(Instant::now),
             state: State::Reading { len: 0 },

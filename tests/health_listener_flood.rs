@@ -74,7 +74,12 @@ fn probe_live(addr: &SocketAddr) -> Result<(), String> {
 
 #[test]
 fn a_connection_flood_costs_a_real_prober_no_answer() {
-    for mode in BOTH {
+    // The flooder another client (127.0.0.2), then on the prober's own
+    // address (where only the age of a connection tells them apart).
+    let floods = BOTH
+        .into_iter()
+        .flat_map(|mode| [(mode, [127, 0, 0, 2]), (mode, [127, 0, 0, 1])]);
+    for (mode, from) in floods {
         if !can_run(mode) {
             continue;
         }
@@ -91,16 +96,15 @@ fn a_connection_flood_costs_a_real_prober_no_answer() {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let opened = Arc::new(AtomicUsize::new(0));
-        // Eight threads of one flooder, from 127.0.0.2 (another client than
-        // the prober): each opens connections as fast as it can, sends
-        // nothing, and holds its last 100.
+        // Eight threads of one flooder: each opens connections as fast as it
+        // can, sends nothing, and holds its last 100.
         let flooders: Vec<_> = (0..8)
             .map(|_| {
                 let (flooding, counted) = (Arc::clone(&stop), Arc::clone(&opened));
                 std::thread::spawn(move || {
                     let mut held = VecDeque::new();
                     while !flooding.load(Ordering::Relaxed) {
-                        if let Some(s) = connect_from([127, 0, 0, 2].into(), to) {
+                        if let Some(s) = connect_from(from.into(), to) {
                             held.push_back(s);
                             counted.fetch_add(1, Ordering::Relaxed);
                         }
@@ -129,7 +133,7 @@ fn a_connection_flood_costs_a_real_prober_no_answer() {
         let opened = opened.load(Ordering::Relaxed);
         assert!(
             failures.is_empty(),
-            "{mode:?}: {} of 200 probes failed beside {opened} flooding connections: {failures:?}; stderr: {}",
+            "{mode:?}, flood from {from:?}: {} of 200 probes failed beside {opened} flooding connections: {failures:?}; stderr: {}",
             failures.len(),
             r.stderr()
         );

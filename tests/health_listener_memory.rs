@@ -50,9 +50,9 @@ fn under_a_tight_address_space_limit_drainit_refuses_or_keeps_the_apps_code() {
     let bin = bin().to_string_lossy().into_owned();
     let (mut refused, mut ran_the_app) = (0, 0);
     // From below the smallest limit drainit can be executed under to well
-    // above what it needs, in steps of 8 KiB where it matters.
+    // above what it needs, in steps of 4 KiB (a page) where it matters.
     let kib: Vec<u64> = (840..1400)
-        .step_by(8)
+        .step_by(4)
         .chain([1600, 2000, 3000, 4000, 8000])
         .collect();
     // Without and with --url (whose worker thread is made at start too).
