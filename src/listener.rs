@@ -198,10 +198,7 @@ pub struct Listener {
 
 /// Why the listener could not be started (a line for drainit's refusal).
 fn cannot(what: &str, e: &io::Error) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!("{what}: {}", crate::error::os_reason(e).to_lowercase()),
-    )
+    io::Error::new(e.kind(), format!("{what}: {}", crate::error::os_reason(e)))
 }
 
 impl Listener {
