@@ -152,8 +152,13 @@ impl fmt::Display for Url {
 /// answer shows.
 const SHOWN_BYTES: usize = 128;
 
+/// The stack of a thread that runs a check: a name lookup in musl takes
+/// some KiB of stack (buffers for the DNS query and answers). Always set
+/// explicitly, so that `RUST_MIN_STACK` in the environment has no say.
+pub const CHECK_STACK: usize = 128 * 1024;
+
 /// Where the check is, for the answer when the timeout passes first.
-const AT_DRAIN_FILE: u8 = 0;
+pub const AT_DRAIN_FILE: u8 = 0;
 const AT_LOOKUP: u8 = 1;
 const AT_HTTP: u8 = 2;
 
@@ -176,7 +181,11 @@ pub fn check(health: &Health) -> (bool, String) {
             main.unpark();
         }
     };
-    if std::thread::Builder::new().spawn(worker).is_err() {
+    let spawned = std::thread::Builder::new()
+        .name("health-check".into())
+        .stack_size(CHECK_STACK)
+        .spawn(worker);
+    if spawned.is_err() {
         // No thread: check in this one; every step but the lookup still
         // keeps to the deadline.
         return run(health, deadline, &AtomicU8::new(AT_DRAIN_FILE));
@@ -201,7 +210,7 @@ struct Shared {
 }
 
 /// The answer when the timeout passed before the worker had one.
-fn too_late(health: &Health, stage: u8) -> String {
+pub fn too_late(health: &Health, stage: u8) -> String {
     let within = format_duration(health.timeout);
     match (&health.url, &health.drain_file, stage) {
         (Some(url), _, AT_LOOKUP) => format!(
@@ -217,7 +226,9 @@ fn too_late(health: &Health, stage: u8) -> String {
     }
 }
 
-fn run(health: &Health, deadline: Option<Instant>, stage: &AtomicU8) -> (bool, String) {
+/// The check itself, in the calling thread: every step but the name lookup
+/// keeps to `deadline`; `stage` tells where it is (see [`too_late`]).
+pub fn run(health: &Health, deadline: Option<Instant>, stage: &AtomicU8) -> (bool, String) {
     if let Some(path) = &health.drain_file
         && let Some(reason) = draining(path)
     {

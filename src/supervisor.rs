@@ -72,20 +72,13 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
             return e.exit_code();
         }
     };
-    // Bound before the app starts: a port in use is drainit's error, not a
-    // container that runs without the probes it was promised.
-    let listener = match &launch.listen {
-        Some(listen) => match Listener::bind(listen.address, listen.app_health.clone()) {
-            Ok(listener) => Some(listener),
-            Err(e) => {
-                let e = crate::error::Error::Usage(format!(
-                    "--health-listen {}: cannot listen there: {}",
-                    listen.address,
-                    crate::error::os_reason(&e)
-                ));
-                output::refuse(&e);
-                return e.exit_code();
-            }
+    // Bound and started before the app: a port in use, or no thread or
+    // memory for the listener, is drainit's error, not a container that runs
+    // without the probes it was promised.
+    let health = match &launch.listen {
+        Some(listen) => match start_listener(listen) {
+            Ok(status) => Some(status),
+            Err(code) => return code,
         },
         None => None,
     };
@@ -111,16 +104,9 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         },
         if pid1 { "PID 1" } else { "a child subreaper" }
     );
-    let health = listener.and_then(|listener| match listener.serve() {
-        Ok(status) => Some(status),
-        Err(e) => {
-            warn!(
-                "cannot start the health listener: {}; the app runs without it",
-                Reason(&e)
-            );
-            None
-        }
-    });
+    if let Some(health) = &health {
+        health.serve();
+    }
     Supervisor {
         health,
         launch,
@@ -135,6 +121,27 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         actions,
     }
     .supervise(&signals)
+}
+
+/// Binds the health listener and takes all it needs; `Err`: the exit code,
+/// once the reason is logged.
+fn start_listener(listen: &crate::cli::Listen) -> Result<listener::Status, i32> {
+    let started = Listener::bind(listen.address, listen.app_health.clone())
+        .map_err(|e| ("cannot listen there", e))
+        .and_then(|listener| {
+            listener
+                .start()
+                .map_err(|e| ("cannot start the health listener", e))
+        });
+    started.map_err(|(what, e)| {
+        let e = crate::error::Error::Usage(format!(
+            "--health-listen {}: {what}: {}",
+            listen.address,
+            crate::error::os_reason(&e)
+        ));
+        output::refuse(&e);
+        e.exit_code()
+    })
 }
 
 struct Supervisor<'a> {
