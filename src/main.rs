@@ -39,6 +39,7 @@ mod supervisor;
 mod sys;
 mod text;
 mod time;
+mod traffic;
 
 use std::ffi::OsString;
 
