@@ -204,8 +204,13 @@ pub fn timeline(launch: &Launch) -> String {
                 if !d.is_zero() {
                     let _ = writeln!(
                         out,
-                        "  {:<6} the app keeps serving for {}; the same signal again, or SIGINT, cuts this short",
+                        "  {:<6} the app keeps serving for {}{}; the same signal again, or SIGINT, cuts this short",
                         t(at),
+                        if drain.adaptive.is_some() {
+                            "at most "
+                        } else {
+                            ""
+                        },
                         format_duration(d)
                     );
                 }

@@ -446,3 +446,51 @@ fn ready_code(port: u16) -> Option<u16> {
     let _ = s.read_to_string(&mut answer);
     answer.split_whitespace().nth(1)?.parse().ok()
 }
+
+#[test]
+fn explain_shows_min_quiet_and_max() {
+    let out = Drainit::new(Mode::Parent)
+        .args(&[
+            "--explain",
+            "--drain-delay",
+            "30s",
+            "--drain-quiet",
+            "1s",
+            "--drain-min",
+            "2s",
+            "--stop-timeout",
+            "35s",
+        ])
+        .run(secs(10.0));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("at least 2s has passed (--drain-min), no new connection has reached the app's ports for 1s (--drain-quiet) and none carries a request; at the latest at t+30s (--drain-delay)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the app keeps serving for at most 30s"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_idle_drainit_with_drain_quiet_makes_no_wake_up() {
+    // Sampling runs during a drain only.
+    let Some(mut app) = start(Mode::Pid1, As::Root, QUIET, &[], "127.0.0.1") else {
+        return;
+    };
+    let pid = app.run.pid();
+    wait_until(secs(10.0), || {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+            .ok()?
+            .contains("signalfd_read")
+            .then_some(())
+    })
+    .expect("drainit sleeps reading its signalfd");
+    let before = context_switches(pid);
+    std::thread::sleep(secs(2.0));
+    assert_eq!(context_switches(pid) - before, 0);
+    app.run.signal(SIGTERM);
+    assert_eq!(app.run.wait(secs(15.0)).code, Some(143));
+}
