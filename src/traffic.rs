@@ -53,9 +53,13 @@ const NLM_F_DUMP: u16 = 0x300;
 /// `INET_DIAG_INFO`: the `tcp_info` attribute.
 const INET_DIAG_INFO: u16 = 2;
 /// How long one answer may take before the sample is given up.
-const RECV_TIMEOUT: Duration = Duration::from_millis(200);
+const RECV_TIMEOUT: Duration = Duration::from_millis(50);
 /// At most this many datagrams a dump (each holds dozens of sockets).
 const MAX_DATAGRAMS: usize = 4096;
+/// A sample runs in the supervisor's loop: one that takes longer than this
+/// (a namespace with a huge socket table) is given up, and so is the adaptive
+/// drain, so that signals and reaping never wait for it.
+const MAX_SAMPLE_TIME: Duration = Duration::from_millis(50);
 
 /// An address block (`10.0.0.0/8`, `192.0.2.7`, `fd00::/8`), IPv4 kept as
 /// IPv4-mapped IPv6.
@@ -444,6 +448,7 @@ impl Sampler {
 
     /// Every TCP socket (IPv4 and IPv6) in `states`.
     fn dump(&mut self, states: u32) -> Result<Vec<Socket>, String> {
+        let started = std::time::Instant::now();
         let mut out = Vec::new();
         for family in [libc::AF_INET, libc::AF_INET6] {
             self.seq = self.seq.wrapping_add(1);
@@ -461,6 +466,13 @@ impl Sampler {
                         break;
                     }
                     Ok(false) if n == 0 => break,
+                    Ok(false) if started.elapsed() > MAX_SAMPLE_TIME => {
+                        return Err(format!(
+                            "listing the sockets took longer than {} ({} so far)",
+                            crate::time::format_duration(MAX_SAMPLE_TIME),
+                            out.len()
+                        ));
+                    }
                     Ok(false) => {}
                     Err(errno) => {
                         return Err(format!(
