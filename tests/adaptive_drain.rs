@@ -494,3 +494,36 @@ fn an_idle_drainit_with_drain_quiet_makes_no_wake_up() {
     app.run.signal(SIGTERM);
     assert_eq!(app.run.wait(secs(15.0)).code, Some(143));
 }
+
+#[test]
+fn health_checks_further_apart_than_the_quiet_period_let_the_drain_end() {
+    // The other half of the rule: checks from the traffic's own address (an
+    // ALB's, HAProxy's) count as new connections, so a quiet period shorter
+    // than their interval (here 1.2 s against 0.6 s) lets the drain end.
+    let options = [
+        "--drain-delay",
+        "8s",
+        "--drain-quiet",
+        "0.6s",
+        "--kill-after",
+        "12s",
+    ];
+    let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "127.0.0.1") else {
+        return;
+    };
+    let mut checks = checker("127.0.0.1", app.port, secs(1.2));
+    std::thread::sleep(secs(0.5));
+    let sent = app.run.signal(SIGTERM);
+    let stamp = stop_stamp(&app.run, secs(15.0));
+    let _ = checks.kill();
+    let _ = checks.wait();
+    let out = app.run.wait(secs(15.0));
+    assert!(stamp >= secs(0.55), "stopped at {stamp:?}");
+    assert!(stamp < secs(6.0), "the checks kept it open: {stamp:?}");
+    assert!(
+        out.stderr.contains("0 in flight: stopping"),
+        "{}",
+        out.stderr
+    );
+    assert!(app_elapsed_ok(&out, sent, secs(12.0)), "{}", out.stderr);
+}
