@@ -1112,6 +1112,40 @@ mod tests {
                 m.step(Event::Tick, max);
                 assert!(m.is_done(), "{delay:?} {kill:?} {grace:?} at {now:?}");
             }
+            // Adaptive, with every duration at its extreme.
+            for (min, quiet, rfa) in [
+                (max, max, near),
+                (Duration::ZERO, near, max),
+                (near, max, Duration::ZERO),
+            ] {
+                let mut policy = policy.clone();
+                if let Some(d) = policy.drain.as_mut() {
+                    d.adaptive = Some(Box::new(Adaptive {
+                        min,
+                        quiet,
+                        ignore_from: vec![],
+                    }));
+                    d.ready_fail_after = rfa;
+                }
+                for now in [Duration::ZERO, near, max] {
+                    let mut m = Machine::new(&policy);
+                    m.step(sig(15), now);
+                    m.step(
+                        Event::Traffic {
+                            new: u32::MAX,
+                            busy: u32::MAX,
+                        },
+                        now,
+                    );
+                    m.step(Event::Tick, max);
+                    m.step(Event::Traffic { new: 0, busy: 0 }, max);
+                    let _ = m.quiet_for(max);
+                    m.step(Event::AppExited(0), max);
+                    m.step(Event::Tick, max);
+                    m.step(Event::Tick, max);
+                    assert!(m.is_done(), "{min:?} {quiet:?} {rfa:?} at {now:?}");
+                }
+            }
             // And without a drain.
             let core = Policy { drain: None, grace };
             let mut m = Machine::new(&core);

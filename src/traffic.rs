@@ -16,7 +16,9 @@
 //!   received some and never answered), or it carried data within the quiet period.
 //!
 //! Never counted: connections from the `--drain-ignore-from` networks (the
-//! load balancer's health checks), and drainit's own (its `--url` probes).
+//! load balancer's health checks), and drainit's own while they are open (its
+//! `--url` probes, which stop when `/ready` fails: one the app closed just
+//! before can count once, restarting the quiet period by one sample at most).
 //!
 //! Everything read from the kernel is parsed with bounds checks: a short or
 //! odd answer is skipped, never trusted.
@@ -638,9 +640,15 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut sampler =
-            match Sampler::start(Whose::Pid(sys::pid()), vec![], Duration::from_secs(1)) {
+            match Sampler::start(Whose::Pid(sys::pid()), vec![], Duration::from_secs(60)) {
                 Ok(s) => s,
-                Err(e) if e.contains("NETLINK_SOCK_DIAG") => return eprintln!("SKIPPED: {e}"),
+                // Some sandboxes have no sock_diag; CI=true requires it.
+                Err(e)
+                    if e.contains("NETLINK_SOCK_DIAG")
+                        && std::env::var("CI").as_deref() != Ok("true") =>
+                {
+                    return eprintln!("SKIPPED: {e}");
+                }
                 Err(e) => panic!("{e}"),
             };
         assert!(sampler.ports().contains(&port));
