@@ -127,6 +127,15 @@ fn mask(mut bytes: [u8; 16], prefix: u8) -> [u8; 16] {
     bytes
 }
 
+/// Whether a listener on `listening` takes connections to `local`: the same
+/// address, or any (`0.0.0.0`, or `::`, which takes IPv4 too).
+fn serves(listening: [u8; 16], local: [u8; 16]) -> bool {
+    const ANY4: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0];
+    listening == local
+        || listening == [0; 16]
+        || (listening == ANY4 && local.get(..12) == ANY4.get(..12))
+}
+
 /// One socket as `NETLINK_SOCK_DIAG` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Socket {
@@ -343,6 +352,8 @@ pub enum Whose {
 pub struct Sampler {
     fd: OwnedFd,
     seq: u32,
+    /// The app's listening addresses and ports (an unspecified address: any).
+    listening: Vec<([u8; 16], u16)>,
     ports: Vec<u16>,
     ignore: Vec<Cidr>,
     quiet: Duration,
@@ -386,6 +397,7 @@ impl Sampler {
         let mut sampler = Sampler {
             fd,
             seq: 0,
+            listening: Vec::new(),
             ports: Vec::new(),
             ignore,
             quiet,
@@ -393,11 +405,14 @@ impl Sampler {
             buf: vec![0u8; 32 * 1024],
         };
         let listening = sampler.dump(LISTEN)?;
-        let mut ports: Vec<u16> = listening
+        let mut listening: Vec<([u8; 16], u16)> = listening
             .iter()
             .filter(|s| inodes.contains(&s.inode))
-            .map(|s| s.local_port)
+            .map(|s| (s.local, s.local_port))
             .collect();
+        listening.sort_unstable();
+        listening.dedup();
+        let mut ports: Vec<u16> = listening.iter().map(|(_, port)| *port).collect();
         ports.sort_unstable();
         ports.dedup();
         if ports.is_empty() {
@@ -410,6 +425,7 @@ impl Sampler {
             });
         }
         sampler.ports = ports;
+        sampler.listening = listening;
         sampler.sample()?;
         Ok(sampler)
     }
@@ -432,7 +448,9 @@ impl Sampler {
         let mut seen = HashSet::with_capacity(self.seen.len());
         let mut sample = Sample { new: 0, busy: 0 };
         for s in sockets.iter().filter(|s| {
-            self.ports.contains(&s.local_port)
+            self.listening
+                .iter()
+                .any(|(addr, port)| *port == s.local_port && serves(*addr, s.local))
                 && !own_ends.contains(&(s.peer, s.peer_port))
                 && !self.ignore.iter().any(|c| c.contains(s.peer))
         }) {
@@ -558,6 +576,24 @@ mod tests {
             inode: 1,
             info,
         }
+    }
+
+    #[test]
+    fn a_listener_serves_its_address_or_any() {
+        let lo = v4([127, 0, 0, 1]);
+        let other = v4([127, 0, 0, 2]);
+        assert!(serves(lo, lo));
+        assert!(!serves(lo, other));
+        assert!(serves(v4([0, 0, 0, 0]), other));
+        assert!(!serves(
+            v4([0, 0, 0, 0]),
+            "::1".parse::<std::net::Ipv6Addr>().unwrap().octets()
+        ));
+        assert!(serves([0; 16], other));
+        assert!(serves(
+            [0; 16],
+            "::1".parse::<std::net::Ipv6Addr>().unwrap().octets()
+        ));
     }
 
     #[test]

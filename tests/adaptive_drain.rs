@@ -33,12 +33,32 @@ enum As {
 
 struct App {
     run: Running,
+    /// The app listens on HOST:port, HOST an address of its own in
+    /// 127.0.0.0/8 (see `own_loopback`).
     port: u16,
+    host: String,
     _dir: Scratch,
+}
+
+/// An address of 127.0.0.0/8 (all of it is this host's) for one test's app:
+/// tests running beside this one (this suite's, or another's) that pick a
+/// "free" port and probe 127.0.0.1 on it can never reach this app, nor do
+/// its connections count for them.
+fn own_loopback() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let salt = std::process::id() % 200;
+    format!("127.{}.{}.{}", 10 + salt, 1 + n / 200, 1 + n % 200)
 }
 
 /// drainit with `options` running the server fixture (through `app_prefix`, e.g. `unshare --net`).
 fn start(mode: Mode, who: As, options: &[&str], app_prefix: &[&str], host: &str) -> Option<App> {
+    let host = if host == "own" {
+        own_loopback()
+    } else {
+        host.to_string()
+    };
     if !can_run(Mode::Pid1) {
         // Root is needed for uid 65534 and for PID 1 alike.
         return None;
@@ -63,7 +83,7 @@ fn start(mode: Mode, who: As, options: &[&str], app_prefix: &[&str], host: &str)
     let mut run = d
         .arg("--")
         .args(app_prefix)
-        .args(&["python3", &server(), "--host", host, "--ready", &ready])
+        .args(&["python3", &server(), "--host", &host, "--ready", &ready])
         .spawn();
     assert!(
         wait_for_file(&dir.path("ready"), secs(20.0)),
@@ -78,14 +98,15 @@ fn start(mode: Mode, who: As, options: &[&str], app_prefix: &[&str], host: &str)
     Some(App {
         run,
         port,
+        host,
         _dir: dir,
     })
 }
 
 /// One HTTP/1.0 request to the app (it closes the connection after
 /// answering); the whole answer, or the error.
-fn get(port: u16, path: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+fn get(host: &str, port: u16, path: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect((host, port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(secs(60.0))).unwrap();
     s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
         .map_err(|e| e.to_string())?;
@@ -99,12 +120,12 @@ fn get(port: u16, path: &str) -> Result<String, String> {
 }
 
 /// A health checker from `from`: an HTTP/1.0 request every `every`, until stopped.
-fn checker(from: &str, port: u16, every: Duration) -> std::process::Child {
+fn checker(from: &str, host: &str, port: u16, every: Duration) -> std::process::Child {
     let script = format!(
         "import socket, time\n\
          while True:\n\
          \x20   try:\n\
-         \x20       s = socket.socket(); s.bind(('{from}', 0)); s.connect(('127.0.0.1', {port}))\n\
+         \x20       s = socket.socket(); s.bind(('{from}', 0)); s.connect(('{host}', {port}))\n\
          \x20       s.sendall(b'GET /health HTTP/1.0\\r\\n\\r\\n')\n\
          \x20       while s.recv(4096): pass\n\
          \x20       s.close()\n\
@@ -151,7 +172,7 @@ fn without_traffic_the_stop_comes_one_quiet_period_after_the_drain_starts() {
         (Mode::Pid1, As::Nobody),
         (Mode::Parent, As::Root),
     ] {
-        let Some(mut app) = start(mode, who, QUIET, &[], "127.0.0.1") else {
+        let Some(mut app) = start(mode, who, QUIET, &[], "own") else {
             return;
         };
         let sent = app.run.signal(SIGTERM);
@@ -186,7 +207,7 @@ fn without_traffic_the_stop_comes_one_quiet_period_after_the_drain_starts() {
 
 #[test]
 fn each_new_connection_restarts_the_quiet_period() {
-    let Some(mut app) = start(Mode::Pid1, As::Root, QUIET, &[], "127.0.0.1") else {
+    let Some(mut app) = start(Mode::Pid1, As::Root, QUIET, &[], "own") else {
         return;
     };
     let sent = app.run.signal(SIGTERM);
@@ -195,7 +216,7 @@ fn each_new_connection_restarts_the_quiet_period() {
     let mut last = Duration::ZERO;
     while app.run.elapsed() - sent < secs(2.5) {
         last = app.run.elapsed();
-        get(app.port, "/").unwrap();
+        get(&app.host, app.port, "/").unwrap();
         std::thread::sleep(secs(0.4));
     }
     let stamp = stop_stamp(&app.run, secs(15.0));
@@ -224,12 +245,12 @@ fn a_request_in_flight_keeps_the_drain_open_until_it_is_answered() {
             "--kill-after",
             "25s",
         ];
-        let Some(mut app) = start(Mode::Pid1, who, &options, &[], "127.0.0.1") else {
+        let Some(mut app) = start(Mode::Pid1, who, &options, &[], "own") else {
             return;
         };
-        let port = app.port;
+        let (host, port) = (app.host.clone(), app.port);
         let asked = Instant::now();
-        let request = std::thread::spawn(move || get(port, "/sleep/3"));
+        let request = std::thread::spawn(move || get(&host, port, "/sleep/3"));
         // The request has reached the app (a fixed 3 s from here).
         std::thread::sleep(secs(0.3));
         let sent = app.run.signal(SIGTERM);
@@ -261,11 +282,11 @@ fn the_maximum_holds_while_a_request_never_ends() {
         "--kill-after",
         "10s",
     ];
-    let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "127.0.0.1") else {
+    let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "own") else {
         return;
     };
-    let port = app.port;
-    let _request = std::thread::spawn(move || get(port, "/sleep/60"));
+    let (host, port) = (app.host.clone(), app.port);
+    let _request = std::thread::spawn(move || get(&host, port, "/sleep/60"));
     std::thread::sleep(secs(0.3));
     let sent = app.run.signal(SIGTERM);
     let stamp = stop_stamp(&app.run, secs(15.0));
@@ -292,7 +313,7 @@ fn the_minimum_holds_without_traffic() {
         "--kill-after",
         "25s",
     ];
-    let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "127.0.0.1") else {
+    let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "own") else {
         return;
     };
     let sent = app.run.signal(SIGTERM);
@@ -356,10 +377,10 @@ fn health_checks_from_ignored_addresses_never_keep_the_drain_open() {
         if ignore {
             options.extend(["--drain-ignore-from", "127.0.0.2/32,10.0.0.0/8"]);
         }
-        let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "127.0.0.1") else {
+        let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "own") else {
             return;
         };
-        let mut checks = checker("127.0.0.2", app.port, secs(0.2));
+        let mut checks = checker("127.0.0.2", &app.host, app.port, secs(0.2));
         // The checker is at work before the drain starts.
         std::thread::sleep(secs(0.5));
         let sent = app.run.signal(SIGTERM);
@@ -477,7 +498,7 @@ fn explain_shows_min_quiet_and_max() {
 #[test]
 fn an_idle_drainit_with_drain_quiet_makes_no_wake_up() {
     // Sampling runs during a drain only.
-    let Some(mut app) = start(Mode::Pid1, As::Root, QUIET, &[], "127.0.0.1") else {
+    let Some(mut app) = start(Mode::Pid1, As::Root, QUIET, &[], "own") else {
         return;
     };
     let pid = app.run.pid();
@@ -508,10 +529,10 @@ fn health_checks_further_apart_than_the_quiet_period_let_the_drain_end() {
         "--kill-after",
         "12s",
     ];
-    let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "127.0.0.1") else {
+    let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "own") else {
         return;
     };
-    let mut checks = checker("127.0.0.1", app.port, secs(1.2));
+    let mut checks = checker("127.0.0.1", &app.host, app.port, secs(1.2));
     std::thread::sleep(secs(0.5));
     let sent = app.run.signal(SIGTERM);
     let stamp = stop_stamp(&app.run, secs(15.0));
@@ -526,4 +547,42 @@ fn health_checks_further_apart_than_the_quiet_period_let_the_drain_end() {
         out.stderr
     );
     assert!(app_elapsed_ok(&out, sent, secs(12.0)), "{}", out.stderr);
+}
+
+#[test]
+fn traffic_to_the_same_port_on_another_address_does_not_count() {
+    // Another listener on the app's port number, on an address the app does
+    // not listen on, kept busy with new connections: not the app's traffic.
+    let options = [
+        "--drain-delay",
+        "4s",
+        "--drain-quiet",
+        "0.6s",
+        "--kill-after",
+        "10s",
+    ];
+    let Some(mut app) = start(Mode::Pid1, As::Root, &options, &[], "own") else {
+        return;
+    };
+    let other = std::net::TcpListener::bind(("127.0.0.1", app.port)).unwrap();
+    std::thread::spawn(move || {
+        for mut conn in other.incoming().flatten() {
+            // Read the request first: closing with it unread would be a reset.
+            let mut request = [0u8; 512];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(b"HTTP/1.0 200 OK\r\n\r\n");
+        }
+    });
+    let mut checks = checker("127.0.0.2", "127.0.0.1", app.port, secs(0.2));
+    std::thread::sleep(secs(0.5));
+    let sent = app.run.signal(SIGTERM);
+    let stamp = stop_stamp(&app.run, secs(15.0));
+    let _ = checks.kill();
+    let _ = checks.wait();
+    let out = app.run.wait(secs(15.0));
+    assert!(
+        stamp < secs(3.0),
+        "another address's traffic kept it open: {stamp:?}"
+    );
+    assert!(app_elapsed_ok(&out, sent, secs(9.0)), "{}", out.stderr);
 }
