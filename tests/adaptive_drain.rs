@@ -54,6 +54,8 @@ fn own_loopback() -> String {
 
 /// drainit with `options` running the server fixture (through `app_prefix`, e.g. `unshare --net`).
 fn start(mode: Mode, who: As, options: &[&str], app_prefix: &[&str], host: &str) -> Option<App> {
+    // "own": an address of its own; "own --flag": and the flag for the app.
+    let (host, extra) = host.split_once(' ').unwrap_or((host, ""));
     let host = if host == "own" {
         own_loopback()
     } else {
@@ -84,6 +86,7 @@ fn start(mode: Mode, who: As, options: &[&str], app_prefix: &[&str], host: &str)
         .arg("--")
         .args(app_prefix)
         .args(&["python3", &server(), "--host", &host, "--ready", &ready])
+        .args(&extra.split_whitespace().collect::<Vec<_>>())
         .spawn();
     assert!(
         wait_for_file(&dir.path("ready"), secs(20.0)),
@@ -355,6 +358,39 @@ fn without_sight_of_the_apps_sockets_it_warns_once_and_keeps_the_fixed_delay() {
     assert_eq!(warnings.len(), 1, "{}", out.stderr);
     assert!(
         warnings[0].contains("falling back to the fixed delay of 2s"),
+        "{}",
+        warnings[0]
+    );
+    assert!(app_elapsed_ok(&out, sent, secs(8.0)), "{}", out.stderr);
+}
+
+#[test]
+fn without_access_to_the_apps_descriptors_it_warns_once_and_keeps_the_fixed_delay() {
+    // drainit as uid 65534, the app (same uid) not dumpable: only root could
+    // read its /proc/PID/fd.
+    let options = [
+        "--drain-delay",
+        "2s",
+        "--drain-quiet",
+        "0.3s",
+        "--kill-after",
+        "10s",
+    ];
+    let Some(mut app) = start(Mode::Pid1, As::Nobody, &options, &[], "own --undumpable") else {
+        return;
+    };
+    let sent = app.run.signal(SIGTERM);
+    let stamp = stop_stamp(&app.run, secs(15.0));
+    assert!(stamp >= secs(2.0), "stopped at {stamp:?}");
+    let out = app.run.wait(secs(15.0));
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot see the app's connections"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(
+        warnings[0].contains("/fd: Permission denied"),
         "{}",
         warnings[0]
     );
