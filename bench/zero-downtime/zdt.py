@@ -48,6 +48,7 @@ MAX_WINDOW = 30.0   # s: the window grows past ZDT_WINDOW until MIN_REQUESTS, up
 ADAPTIVE_MAX = "30s"
 DIES_WORK_MS = 2000  # row (b): an app that dies at once on SIGTERM, serving 2 s requests
 DIES_CONNS = 64
+DIES_RATE = 24  # 64 connections, one request each every 2.67 s, spread evenly (no bursts)
 DIES_MIN_REQUESTS = 100
 DIES_WARMUP = 5.0  # two rounds of 2 s requests reach both instances
 
@@ -243,12 +244,12 @@ class Harness:
                 # (b): the app dies at once on SIGTERM (no handler) and each request takes 2 s.
                 dict(id="drainit-dies-adaptive", init="drainit", app="dies", shape="k8s",
                      opts=["--drain-delay", ADAPTIVE_MAX, "--drain-quiet", "1s", "--success-exit", "143"],
-                     work_ms=DIES_WORK_MS, conns=DIES_CONNS, min_requests=DIES_MIN_REQUESTS, warmup=DIES_WARMUP),
+                     work_ms=DIES_WORK_MS, conns=DIES_CONNS, rate=DIES_RATE, min_requests=DIES_MIN_REQUESTS, warmup=DIES_WARMUP),
                 dict(id="drainit-dies-fixed", init="drainit", app="dies", shape="k8s",
                      opts=["--drain-delay", "1.5s", "--success-exit", "143"], gated=False,
-                     work_ms=DIES_WORK_MS, conns=DIES_CONNS, min_requests=DIES_MIN_REQUESTS, warmup=DIES_WARMUP),
+                     work_ms=DIES_WORK_MS, conns=DIES_CONNS, rate=DIES_RATE, min_requests=DIES_MIN_REQUESTS, warmup=DIES_WARMUP),
                 dict(id="tini-dies", init="tini", app="dies", shape="k8s", note="",
-                     work_ms=DIES_WORK_MS, conns=DIES_CONNS, min_requests=DIES_MIN_REQUESTS, warmup=DIES_WARMUP),
+                     work_ms=DIES_WORK_MS, conns=DIES_CONNS, rate=DIES_RATE, min_requests=DIES_MIN_REQUESTS, warmup=DIES_WARMUP),
             ]
         for r in rows:
             if "opts" in r:
@@ -380,7 +381,8 @@ class Harness:
             warmup = row.get("warmup", self.warmup)
             max_secs = int(warmup + 1 + max_window + 10)
             conns = row.get("conns", self.conns)
-            load = self.spawn([self.a.zdt, "load", str(fe), str(conns), str(self.rate), str(max_secs), out],
+            rate = row.get("rate", self.rate)
+            load = self.spawn([self.a.zdt, "load", str(fe), str(conns), str(rate), str(max_secs), out],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             progress = Lines(load.stdout)  # "now_ns completed" every 100 ms
             hlines = Lines(hp.stderr)
@@ -627,7 +629,8 @@ METHOD = """## Method
   app's own port every 500 ms from HAProxy's address, as its traffic does: a quiet period
   (0.3 s) shorter than the check interval lets them pass. The *dies* app has no SIGTERM handler
   (killed at once, with what it has in flight) and takes 2 s a request; these rows run 64 client
-  connections (about 32 requests/s), a 5 s warm-up, and need 100 requests in the window. Its
+  connections paced to 24 requests/s in all (each connection's requests spread over the period,
+  so about 48 are in flight at any moment), a 5 s warm-up, and need 100 requests in the window. Its
   fixed short delay (1.5 s) is a comparison, not gated: it shows the requests in flight lost.
 - The gate: every drainit row that ran lost 0 requests out of at least 1000 (100 for the
   *dies* rows), its init exited 0 within the window, and the row was valid (both instances
