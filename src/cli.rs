@@ -164,7 +164,7 @@ pub struct Cli {
     )]
     pub drain_ignore_from: Option<OsString>,
 
-    /// Keep /ready at 200 and write the drain file only this long after the drain starts (the load balancer then sees a failing check while the app still serves)
+    /// Keep /ready at 200, and the drain file unwritten, for this long after the drain starts; then both tell the load balancer (shorter than --drain-delay)
     #[arg(
         long,
         env = "DRAINIT_READY_FAIL_AFTER",
@@ -174,7 +174,7 @@ pub struct Cli {
     )]
     pub ready_fail_after: Option<OsString>,
 
-    /// Answer health probes on ADDR:PORT (:8081, 127.0.0.1:8081, [::]:8081): /ready turns 503 the instant a drain starts, /live stays 200 until the app exits
+    /// Answer health probes on ADDR:PORT (:8081, 127.0.0.1:8081, [::]:8081): /ready turns 503 the instant a drain starts (or --ready-fail-after later), /live stays 200 until the app exits
     #[arg(
         long,
         env = "DRAINIT_HEALTH_LISTEN",
