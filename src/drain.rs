@@ -8,6 +8,12 @@
 //! Without a drain policy the machine is the core init: every signal is
 //! forwarded at once. With one, a drain signal starts the sequence
 //! drain file → delay → stop signal (+ SIGCONT) → SIGKILL at the kill deadline.
+//! With `--drain-quiet` the delay is a maximum: during it the machine asks
+//! for a sample of the app's traffic every `SAMPLE_EVERY` (`Action::Sample`,
+//! answered by `Event::Traffic`, or `Event::Blind` for the fixed delay) and
+//! stops once `--drain-min` has passed, nothing new came for the quiet period
+//! and nothing is busy. With `--ready-fail-after`, the drain is told to the
+//! load balancer (`Action::Announce`) that long after it starts.
 //! Either way, once the app has exited, the processes it left get SIGTERM
 //! (unless they already had a stop signal), a grace period, then SIGKILL.
 //!

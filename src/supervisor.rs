@@ -7,6 +7,10 @@
 //! is forwarded straight after the read; a wake with nothing else to do then
 //! ends there, so a forwarded signal costs a `read` and a `kill`.
 //!
+//! During an adaptive drain (`--drain-quiet`) the machine's deadlines include
+//! a sample every 100 ms, taken here (`traffic::Sampler`) in the loop itself,
+//! bounded in time; outside a drain nothing is sampled.
+//!
 //! Nothing here returns an error once the app is running: a failure is logged
 //! and the loop goes on, because a PID 1 that gives up takes the container
 //! down with no drain.
