@@ -142,7 +142,47 @@ pub struct Cli {
     )]
     pub drain_on: Option<OsString>,
 
-    /// Answer health probes on ADDR:PORT (:8081, 127.0.0.1:8081, [::]:8081): /ready turns 503 the instant a drain starts, /live stays 200 until the app exits
+    /// Adaptive drain: send the stop signal as soon as no new connection has reached the app's listening TCP ports for this long and none carries a request (--drain-delay is then the maximum)
+    #[arg(
+        long,
+        env = "DRAINIT_DRAIN_QUIET",
+        value_name = "DURATION",
+        allow_hyphen_values = true,
+        help_heading = "Drain"
+    )]
+    pub drain_quiet: Option<OsString>,
+
+    /// With --drain-quiet: never send the stop signal before this long after the drain starts [default: 0]
+    #[arg(
+        long,
+        env = "DRAINIT_DRAIN_MIN",
+        value_name = "DURATION",
+        allow_hyphen_values = true,
+        help_heading = "Drain"
+    )]
+    pub drain_min: Option<OsString>,
+
+    /// With --drain-quiet: connections from these address blocks never count (the load balancer's health checks), e.g. 10.0.0.0/8,192.0.2.7
+    #[arg(
+        long,
+        env = "DRAINIT_DRAIN_IGNORE_FROM",
+        value_name = "CIDRS",
+        allow_hyphen_values = true,
+        help_heading = "Drain"
+    )]
+    pub drain_ignore_from: Option<OsString>,
+
+    /// Keep /ready at 200, and the drain file unwritten, for this long after the drain starts; then both tell the load balancer (shorter than --drain-delay)
+    #[arg(
+        long,
+        env = "DRAINIT_READY_FAIL_AFTER",
+        value_name = "DURATION",
+        allow_hyphen_values = true,
+        help_heading = "Drain"
+    )]
+    pub ready_fail_after: Option<OsString>,
+
+    /// Answer health probes on ADDR:PORT (:8081, 127.0.0.1:8081, [::]:8081): /ready turns 503 the instant a drain starts (or --ready-fail-after later), /live stays 200 until the app exits
     #[arg(
         long,
         env = "DRAINIT_HEALTH_LISTEN",
@@ -254,11 +294,15 @@ pub const URL: Opt = Opt::new("--url", "DRAINIT_URL");
 pub const TIMEOUT: Opt = Opt::new("--timeout", "DRAINIT_TIMEOUT");
 pub const VERBOSE: Opt = Opt::new("--verbose", "DRAINIT_VERBOSE");
 pub const QUIET: Opt = Opt::new("--quiet", "DRAINIT_QUIET");
+pub const DRAIN_QUIET: Opt = Opt::new("--drain-quiet", "DRAINIT_DRAIN_QUIET");
+pub const DRAIN_MIN: Opt = Opt::new("--drain-min", "DRAINIT_DRAIN_MIN");
+pub const DRAIN_IGNORE_FROM: Opt = Opt::new("--drain-ignore-from", "DRAINIT_DRAIN_IGNORE_FROM");
+pub const READY_FAIL_AFTER: Opt = Opt::new("--ready-fail-after", "DRAINIT_READY_FAIL_AFTER");
 /// The log level; a variable only.
 pub const LOG_VAR: &str = "DRAINIT_LOG";
 
 /// Every option with a variable (the clap definitions must agree: a test says so).
-pub const OPTIONS: [Opt; 17] = [
+pub const OPTIONS: [Opt; 21] = [
     NO_GROUP,
     GRACE,
     DRAIN_FILE,
@@ -267,6 +311,10 @@ pub const OPTIONS: [Opt; 17] = [
     KILL_AFTER,
     STOP_TIMEOUT,
     DRAIN_ON,
+    DRAIN_QUIET,
+    DRAIN_MIN,
+    DRAIN_IGNORE_FROM,
+    READY_FAIL_AFTER,
     HEALTH_LISTEN,
     ON_DRAIN,
     STOP_COMMAND,
@@ -540,6 +588,8 @@ fn cut(text: &str) -> String {
 }
 
 /// The outcome of reading the command line.
+// Made once at start and moved once: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     Config(Config),
     /// `--help` or `--version`: print this on stdout and exit 0.
@@ -771,6 +821,10 @@ struct Values<'a> {
     health_listen: Valued<'a, SocketAddr>,
     timeout: Valued<'a, Duration>,
     actions: Box<Actions>,
+    drain_quiet: Valued<'a, Duration>,
+    drain_min: Valued<'a, Duration>,
+    drain_ignore_from: Valued<'a, Vec<crate::traffic::Cidr>>,
+    ready_fail_after: Valued<'a, Duration>,
 }
 
 impl<'a> Values<'a> {
@@ -802,6 +856,15 @@ impl<'a> Values<'a> {
             )?,
             timeout: duration(TIMEOUT, &cli.timeout)?,
             actions: Box::new(drain_actions(cli, env)?),
+            drain_quiet: duration(DRAIN_QUIET, &cli.drain_quiet)?,
+            drain_min: duration(DRAIN_MIN, &cli.drain_min)?,
+            drain_ignore_from: value(
+                DRAIN_IGNORE_FROM,
+                cli.drain_ignore_from.as_ref(),
+                env,
+                crate::traffic::Cidr::parse_list,
+            )?,
+            ready_fail_after: duration(READY_FAIL_AFTER, &cli.ready_fail_after)?,
         })
     }
 }
@@ -837,7 +900,9 @@ impl Launch {
             || v.kill_after.is_some()
             || v.stop_timeout.is_some()
             || v.drain_on.is_some()
-            || v.actions.any();
+            || v.actions.any()
+            || v.drain_quiet.is_some()
+            || v.ready_fail_after.is_some();
         let on = v.drain_on.map_or(SigSet::of(&[Signal::TERM]), |(on, _)| on);
         let delay = v.drain_delay.map_or(Duration::ZERO, |(d, _)| d);
         let delay_named = || {
@@ -907,11 +972,14 @@ impl Launch {
             ));
         }
 
+        let (adaptive, ready_fail_after) = adaptive(&v, delay, &delay_named)?;
         let drain = draining.then_some(Drain {
             on,
             delay,
             stop_signal: v.stop_signal.map(|(s, _)| s),
             kill_after,
+            adaptive,
+            ready_fail_after,
         });
         Ok(Launch {
             command: cli.command.clone(),
@@ -928,6 +996,80 @@ impl Launch {
             actions: v.actions,
         })
     }
+}
+
+/// `--drain-quiet`, `--drain-min`, `--drain-ignore-from` and `--ready-fail-after`, checked
+/// against the drain delay (the maximum).
+fn adaptive(
+    v: &Values,
+    delay: Duration,
+    delay_named: &dyn Fn() -> String,
+) -> Result<(Option<Box<crate::drain::Adaptive>>, Duration), Error> {
+    let show = format_duration;
+    let zero = |value: Valued<Duration>| match value {
+        Some((d, given)) if d.is_zero() => Err(given.refuse("must be longer than 0s")),
+        _ => Ok(()),
+    };
+    zero(v.drain_quiet)?;
+    zero(v.ready_fail_after)?;
+    let ready_fail_after = match v.ready_fail_after {
+        Some((rfa, given)) => {
+            if v.health_listen.is_none() && !v.drain_file_given {
+                return Err(given.refuse(
+                    "only applies with --health-listen or --drain-file (it delays their answer)",
+                ));
+            }
+            if rfa >= delay {
+                return Err(Error::Usage(format!(
+                    "{} must be shorter than {}",
+                    given.named(show(rfa)),
+                    delay_named()
+                )));
+            }
+            rfa
+        }
+        None => Duration::ZERO,
+    };
+    let Some((quiet, quiet_g)) = v.drain_quiet else {
+        if let Some(given) = v
+            .drain_min
+            .map(|(_, g)| g)
+            .or(v.drain_ignore_from.as_ref().map(|(_, g)| *g))
+        {
+            return Err(given.refuse("only applies with --drain-quiet"));
+        }
+        return Ok((None, ready_fail_after));
+    };
+    if quiet >= delay {
+        return Err(Error::Usage(format!(
+            "{} must be shorter than {}, the longest the drain may take",
+            quiet_g.named(show(quiet)),
+            delay_named()
+        )));
+    }
+    let min = v.drain_min.map_or(Duration::ZERO, |(m, _)| m);
+    if let Some((min, min_g)) = v.drain_min
+        && min > delay
+    {
+        return Err(Error::Usage(format!(
+            "{} must not be longer than {}, the longest the drain may take",
+            min_g.named(show(min)),
+            delay_named()
+        )));
+    }
+    let ignore_from = v
+        .drain_ignore_from
+        .as_ref()
+        .map(|(c, _)| c.clone())
+        .unwrap_or_default();
+    Ok((
+        Some(Box::new(crate::drain::Adaptive {
+            min,
+            quiet,
+            ignore_from,
+        })),
+        ready_fail_after,
+    ))
 }
 
 /// The command as one readable string, for log lines (control bytes escaped).
@@ -1155,6 +1297,145 @@ mod tests {
         assert_eq!(h.drain_file, Some(PathBuf::from("/tmp/d")));
         assert_eq!(h.timeout, Duration::from_millis(500));
         assert!(h.url.is_some());
+    }
+
+    #[test]
+    fn adaptive_drain_options() {
+        let r = launch(&[
+            "--drain-delay",
+            "30s",
+            "--drain-quiet",
+            "1s",
+            "--drain-min",
+            "2s",
+            "--drain-ignore-from",
+            "10.0.0.0/8,::1",
+            "app",
+        ]);
+        let d = r.policy.drain.unwrap();
+        let a = d.adaptive.unwrap();
+        assert_eq!(
+            (a.min, a.quiet),
+            (Duration::from_secs(2), Duration::from_secs(1))
+        );
+        assert_eq!(a.ignore_from.len(), 2);
+        assert_eq!(d.ready_fail_after, Duration::ZERO);
+        // By variables too, and min may equal the maximum.
+        let c = parse_env(
+            &["app"],
+            &[
+                ("DRAINIT_DRAIN_DELAY", "5s"),
+                ("DRAINIT_DRAIN_QUIET", "500ms"),
+                ("DRAINIT_DRAIN_MIN", "5s"),
+                ("DRAINIT_HEALTH_LISTEN", ":8081"),
+                ("DRAINIT_READY_FAIL_AFTER", "2s"),
+            ],
+        )
+        .unwrap();
+        let Mode::Run(r) = c.mode else { panic!() };
+        let d = r.policy.drain.unwrap();
+        assert_eq!(d.adaptive.unwrap().quiet, Duration::from_millis(500));
+        assert_eq!(d.ready_fail_after, Duration::from_secs(2));
+        // Without --drain-quiet nothing changes.
+        assert_eq!(
+            launch(&["--drain-delay", "5s", "app"])
+                .policy
+                .drain
+                .unwrap()
+                .adaptive,
+            None
+        );
+    }
+
+    #[test]
+    fn adaptive_drain_refusals_name_the_option() {
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                &["--drain-delay", "5s", "--drain-quiet", "0", "app"],
+                &[],
+                "--drain-quiet: must be longer than 0s",
+            ),
+            (
+                &["--drain-quiet", "1s", "app"],
+                &[],
+                "--drain-quiet (1s) must be shorter than --drain-delay (0s, the default)",
+            ),
+            (
+                &["--drain-delay", "5s", "--drain-quiet", "5s", "app"],
+                &[],
+                "--drain-quiet (5s) must be shorter than --drain-delay (5s)",
+            ),
+            (
+                &[
+                    "--drain-delay",
+                    "5s",
+                    "--drain-quiet",
+                    "1s",
+                    "--drain-min",
+                    "6s",
+                    "app",
+                ],
+                &[],
+                "--drain-min (6s) must not be longer than --drain-delay (5s)",
+            ),
+            (
+                &["--drain-delay", "5s", "--drain-min", "1s", "app"],
+                &[],
+                "--drain-min: only applies with --drain-quiet",
+            ),
+            (
+                &["--drain-delay", "5s", "app"],
+                &[("DRAINIT_DRAIN_IGNORE_FROM", "10.0.0.0/8")],
+                "--drain-ignore-from: only applies with --drain-quiet (from DRAINIT_DRAIN_IGNORE_FROM)",
+            ),
+            (
+                &[
+                    "--drain-delay",
+                    "5s",
+                    "--drain-quiet",
+                    "1s",
+                    "--drain-ignore-from",
+                    "10.0.0.0/40",
+                    "app",
+                ],
+                &[],
+                "--drain-ignore-from: '10.0.0.0/40' is not an address block",
+            ),
+            (
+                &["--drain-delay", "5s", "app"],
+                &[("DRAINIT_DRAIN_QUIET", "soon")],
+                "--drain-quiet: ",
+            ),
+            (
+                &["--drain-delay", "5s", "--ready-fail-after", "1s", "app"],
+                &[],
+                "--ready-fail-after: only applies with --health-listen or --drain-file",
+            ),
+            (
+                &[
+                    "--drain-delay",
+                    "5s",
+                    "--drain-file",
+                    "/tmp/x",
+                    "--ready-fail-after",
+                    "5s",
+                    "app",
+                ],
+                &[],
+                "--ready-fail-after (5s) must be shorter than --drain-delay (5s)",
+            ),
+            (
+                &["--drain-delay", "5s", "--drain-file", "/tmp/x", "app"],
+                &[("DRAINIT_READY_FAIL_AFTER", "0s")],
+                "--ready-fail-after: must be longer than 0s (from DRAINIT_READY_FAIL_AFTER)",
+            ),
+        ];
+        for (args, vars, want) in cases {
+            let got = parse_env(args, vars).unwrap_err();
+            assert!(got.contains(want), "{args:?} {vars:?}: {got}");
+            assert!(!got.contains('\n'), "{got}");
+        }
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! Without a drain policy the machine is the core init: every signal is
 //! forwarded at once. With one, a drain signal starts the sequence
 //! drain file → delay → stop signal (+ SIGCONT) → SIGKILL at the kill deadline.
+//! With `--drain-quiet` the delay is a maximum: during it the machine asks
+//! for a sample of the app's traffic every `SAMPLE_EVERY` (`Action::Sample`,
+//! answered by `Event::Traffic`, or `Event::Blind` for the fixed delay) and
+//! stops once `--drain-min` has passed, nothing new came for the quiet period
+//! and nothing is busy. With `--ready-fail-after`, the drain is told to the
+//! load balancer (`Action::Announce`) that long after it starts.
 //! Either way, once the app has exited, the processes it left get SIGTERM
 //! (unless they already had a stop signal), a grace period, then SIGKILL.
 //!
@@ -35,7 +41,28 @@ pub struct Drain {
     pub stop_signal: Option<Signal>,
     /// When, counted from the drain's start, everything left is SIGKILLed.
     pub kill_after: Option<Duration>,
+    /// `--drain-quiet`: the delay ends early once the app's traffic has gone
+    /// (`delay` is then the maximum).
+    pub adaptive: Option<Box<Adaptive>>,
+    /// `--ready-fail-after`: the drain file and `/ready` tell the load
+    /// balancer this long after the drain starts (zero: at once).
+    pub ready_fail_after: Duration,
 }
+
+/// The adaptive drain (`--drain-quiet`, `--drain-min`): the stop signal goes
+/// once at least `min` has passed since the drain started, no new connection
+/// has reached the app for `quiet` (counted from the drain's announcement at
+/// the earliest), and no connection carries a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adaptive {
+    pub min: Duration,
+    pub quiet: Duration,
+    /// `--drain-ignore-from`: peers whose connections never count.
+    pub ignore_from: Vec<crate::traffic::Cidr>,
+}
+
+/// How often the app's traffic is sampled during an adaptive drain (and only then).
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -56,6 +83,11 @@ pub enum Event {
     Tick,
     /// Nothing that drainit waits for is left alive.
     LeftoversGone,
+    /// A sample of the app's traffic (after `Action::Sample`): `new`
+    /// connections since the last sample, `busy` connections carrying a request now.
+    Traffic { new: u32, busy: u32 },
+    /// The app's sockets cannot be seen: the adaptive drain falls back to the fixed delay.
+    Blind,
 }
 
 /// Why the stop signal went out.
@@ -67,6 +99,8 @@ pub enum StopReason {
     CutShort(Signal),
     /// SIGTERM that starts no drain is passed on at once (with SIGCONT, as every stop signal).
     Forwarded,
+    /// The adaptive drain saw no new connection for `quiet_for` and none busy.
+    Quiet { quiet_for: Duration },
 }
 
 /// What to do. Times named `at` are counted from the drain's start (`None`: no
@@ -109,6 +143,10 @@ pub enum Action {
     },
     /// Exit with this code.
     Exit(i32),
+    /// Sample the app's traffic now and step `Event::Traffic` (or `Event::Blind`).
+    Sample,
+    /// `--ready-fail-after` is over: write the drain file and fail `/ready` now.
+    Announce { at: Duration },
 }
 
 /// What a signal does, by phase (see `Machine::route`).
@@ -167,6 +205,21 @@ pub struct Machine<'p> {
     /// The signals `passes_through` says yes to, worked out after each step:
     /// the supervisor's hot path reads one word.
     through: SigSet,
+    /// The adaptive drain's view of the traffic (while it samples).
+    watch: Option<Watch>,
+    /// The drain file and `/ready` have told the load balancer (`--ready-fail-after`).
+    announced: bool,
+}
+
+/// What the adaptive drain knows of the app's traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Watch {
+    /// When the last sample was asked for.
+    sampled: Duration,
+    /// When a new connection was last seen (or the drain was announced).
+    last_new: Duration,
+    /// Connections carrying a request at the last sample.
+    busy: u32,
 }
 
 impl<'p> Machine<'p> {
@@ -178,6 +231,8 @@ impl<'p> Machine<'p> {
             group_stopped: false,
             app_code: None,
             through: SigSet::EMPTY,
+            watch: None,
+            announced: false,
         };
         machine.through = machine.pass_through_set();
         machine
@@ -202,6 +257,17 @@ impl<'p> Machine<'p> {
             .map_or(Duration::ZERO, |d| d.delay)
     }
 
+    fn adaptive(&self) -> Option<&Adaptive> {
+        self.policy.drain.as_ref()?.adaptive.as_deref()
+    }
+
+    fn ready_fail_after(&self) -> Duration {
+        self.policy
+            .drain
+            .as_ref()
+            .map_or(Duration::ZERO, |d| d.ready_fail_after)
+    }
+
     /// The kill deadline, counted from the drain's start.
     fn kill_at(&self) -> Option<Duration> {
         self.policy.drain.as_ref()?.kill_after
@@ -221,9 +287,17 @@ impl<'p> Machine<'p> {
     pub fn next_deadline(&self) -> Option<Duration> {
         match self.phase {
             Phase::Running | Phase::Done => None,
-            Phase::Delay { .. } => self
-                .drain_start
-                .map(|start| start.saturating_add(self.delay())),
+            Phase::Delay { .. } => {
+                let start = self.drain_start?;
+                let mut due = start.saturating_add(self.delay());
+                if !self.announced {
+                    due = due.min(start.saturating_add(self.ready_fail_after()));
+                }
+                if let Some(watch) = self.watch {
+                    due = due.min(watch.sampled.saturating_add(SAMPLE_EVERY));
+                }
+                Some(due)
+            }
             Phase::Stopping { .. } => self.kill_deadline(),
             Phase::Leftovers { until } | Phase::Killed { until } => Some(until),
         }
@@ -245,6 +319,8 @@ impl<'p> Machine<'p> {
                     actions.push(Action::Exit(code));
                 }
             }
+            Event::Traffic { new, busy } => self.on_traffic(new, busy, now, &mut actions),
+            Event::Blind => self.watch = None,
         }
         self.through = self.pass_through_set();
         actions
@@ -297,6 +373,7 @@ impl<'p> Machine<'p> {
             Route::StartDrain => {
                 self.drain_start = Some(now);
                 let delay = self.delay();
+                self.announced = self.ready_fail_after().is_zero();
                 actions.push(Action::StartDrain {
                     signal,
                     delay,
@@ -306,6 +383,15 @@ impl<'p> Machine<'p> {
                     self.stop(signal, StopReason::DelayOver, now, actions);
                 } else {
                     self.phase = Phase::Delay { trigger: signal };
+                    if self.adaptive().is_some() {
+                        // The first sample is the baseline: what is open now is not new.
+                        self.watch = Some(Watch {
+                            sampled: now,
+                            last_new: now.saturating_add(self.ready_fail_after()),
+                            busy: 0,
+                        });
+                        actions.push(Action::Sample);
+                    }
                 }
             }
             Route::CutShort(trigger) => {
@@ -353,6 +439,12 @@ impl<'p> Machine<'p> {
             .unwrap_or(trigger);
         self.group_stopped = true;
         self.phase = Phase::Stopping { sent: signal };
+        if !self.announced {
+            self.announced = true;
+            actions.push(Action::Announce {
+                at: self.at(now).unwrap_or_default(),
+            });
+        }
         actions.push(Action::Stop {
             signal,
             reason,
@@ -385,7 +477,7 @@ impl<'p> Machine<'p> {
 
     fn on_deadline(&mut self, now: Duration, actions: &mut Vec<Action>) {
         match self.phase {
-            Phase::Delay { trigger } => self.stop(trigger, StopReason::DelayOver, now, actions),
+            Phase::Delay { trigger } => self.on_delay_deadline(trigger, now, actions),
             Phase::Stopping { .. } | Phase::Leftovers { .. } => {
                 self.phase = Phase::Killed {
                     until: now.saturating_add(KILL_WAIT),
@@ -403,6 +495,63 @@ impl<'p> Machine<'p> {
             }
             Phase::Running | Phase::Done => {}
         }
+    }
+}
+
+impl Machine<'_> {
+    /// A deadline during the delay: the maximum, the announcement, or a sample.
+    fn on_delay_deadline(&mut self, trigger: Signal, now: Duration, actions: &mut Vec<Action>) {
+        let Some(start) = self.drain_start else {
+            return;
+        };
+        if now >= start.saturating_add(self.delay()) {
+            self.stop(trigger, StopReason::DelayOver, now, actions);
+            return;
+        }
+        if !self.announced && now >= start.saturating_add(self.ready_fail_after()) {
+            self.announced = true;
+            actions.push(Action::Announce {
+                at: now.saturating_sub(start),
+            });
+        }
+        if let Some(watch) = self.watch.as_mut()
+            && now >= watch.sampled.saturating_add(SAMPLE_EVERY)
+        {
+            watch.sampled = now;
+            actions.push(Action::Sample);
+        }
+    }
+
+    /// A sample of the app's traffic: the stop signal goes once `min` has
+    /// passed, nothing new came for `quiet` and nothing is busy.
+    fn on_traffic(&mut self, new: u32, busy: u32, now: Duration, actions: &mut Vec<Action>) {
+        let (Phase::Delay { trigger }, Some(start), Some(adaptive)) =
+            (self.phase, self.drain_start, self.adaptive())
+        else {
+            return;
+        };
+        let (min, quiet) = (adaptive.min, adaptive.quiet);
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        if new > 0 {
+            watch.last_new = watch.last_new.max(now);
+        }
+        watch.busy = busy;
+        let quiet_for = now.saturating_sub(watch.last_new);
+        if self.announced && now.saturating_sub(start) >= min && quiet_for >= quiet && busy == 0 {
+            self.stop(trigger, StopReason::Quiet { quiet_for }, now, actions);
+        }
+    }
+
+    /// Connections carrying a request at the last sample, during an adaptive drain.
+    pub fn busy(&self) -> Option<u32> {
+        self.watch.map(|w| w.busy)
+    }
+
+    /// How long no new connection has come, at `now`, during an adaptive drain.
+    pub fn quiet_for(&self, now: Duration) -> Option<Duration> {
+        self.watch.map(|w| now.saturating_sub(w.last_new))
     }
 }
 
@@ -435,6 +584,8 @@ mod tests {
                 delay: secs(delay),
                 stop_signal: stop,
                 kill_after: kill_after.map(secs),
+                adaptive: None,
+                ready_fail_after: Duration::ZERO,
             }),
             grace: secs(5.0),
         }
@@ -498,6 +649,199 @@ mod tests {
                 "row {i}: deadline after {event:?}"
             );
         }
+    }
+
+    fn adaptive(delay: f64, min: f64, quiet: f64, rfa: f64) -> Policy {
+        let mut policy = drain(delay, None, Some(delay + 10.0));
+        if let Some(d) = policy.drain.as_mut() {
+            d.adaptive = Some(Box::new(Adaptive {
+                min: secs(min),
+                quiet: secs(quiet),
+                ignore_from: vec![],
+            }));
+            d.ready_fail_after = secs(rfa);
+        }
+        policy
+    }
+
+    fn traffic(new: u32, busy: u32) -> Event {
+        Event::Traffic { new, busy }
+    }
+
+    fn quiet(quiet_for: f64, at: f64, kill_at: f64) -> Action {
+        stop(
+            Signal::TERM,
+            StopReason::Quiet {
+                quiet_for: secs(quiet_for),
+            },
+            at,
+            Some(kill_at),
+        )
+    }
+
+    #[test]
+    fn adaptive_stops_once_quiet_and_nothing_busy() {
+        run(
+            &adaptive(30.0, 0.0, 1.0, 0.0),
+            &[
+                (
+                    10.0,
+                    sig(15),
+                    &[start(Signal::TERM, 30.0, Some(40.0)), Sample],
+                    Some(10.1),
+                ),
+                // The baseline: what is open is not new.
+                (10.0, traffic(0, 0), &[], Some(10.1)),
+                (10.1, Event::Tick, &[Sample], Some(10.2)),
+                (10.1, traffic(0, 0), &[], Some(10.2)),
+                // A new connection resets the quiet period.
+                (10.5, Event::Tick, &[Sample], Some(10.6)),
+                (10.5, traffic(1, 1), &[], Some(10.6)),
+                (11.0, Event::Tick, &[Sample], Some(11.1)),
+                (11.0, traffic(0, 0), &[], Some(11.1)),
+                (11.4, Event::Tick, &[Sample], Some(11.5)),
+                (11.4, traffic(0, 0), &[], Some(11.5)),
+                (11.5, Event::Tick, &[Sample], Some(11.6)),
+                (11.5, traffic(0, 0), &[quiet(1.0, 1.5, 40.0)], Some(50.0)),
+                // Late samples change nothing once stopped.
+                (11.6, traffic(0, 0), &[], Some(50.0)),
+            ],
+        );
+    }
+
+    #[test]
+    fn adaptive_waits_while_a_request_is_in_flight_and_the_maximum_holds() {
+        run(
+            &adaptive(3.0, 0.0, 1.0, 0.0),
+            &[
+                (
+                    0.0,
+                    sig(15),
+                    &[start(Signal::TERM, 3.0, Some(13.0)), Sample],
+                    Some(0.1),
+                ),
+                (0.0, traffic(0, 1), &[], Some(0.1)),
+                (1.5, Event::Tick, &[Sample], Some(1.6)),
+                (1.5, traffic(0, 1), &[], Some(1.6)),
+                (2.95, Event::Tick, &[Sample], Some(3.0)),
+                (2.95, traffic(0, 1), &[], Some(3.0)),
+                (
+                    3.0,
+                    Event::Tick,
+                    &[stop(Signal::TERM, StopReason::DelayOver, 3.0, Some(13.0))],
+                    Some(13.0),
+                ),
+            ],
+        );
+        // Once the request is done, it stops at the next sample.
+        let policy = adaptive(30.0, 0.0, 1.0, 0.0);
+        let mut m = Machine::new(&policy);
+        m.step(sig(15), secs(0.0));
+        m.step(traffic(0, 1), secs(0.0));
+        m.step(Event::Tick, secs(2.0));
+        assert_eq!(m.step(traffic(0, 1), secs(2.0)), []);
+        assert_eq!(m.busy(), Some(1));
+        m.step(Event::Tick, secs(2.1));
+        assert_eq!(m.step(traffic(0, 0), secs(2.1)), [quiet(2.1, 2.1, 40.0)]);
+    }
+
+    #[test]
+    fn adaptive_never_stops_before_the_minimum() {
+        let policy = adaptive(30.0, 5.0, 1.0, 0.0);
+        let mut m = Machine::new(&policy);
+        m.step(sig(15), secs(0.0));
+        for tenth in 1..50 {
+            let now = secs(f64::from(tenth) / 10.0);
+            assert_eq!(m.step(Event::Tick, now), [Sample], "{now:?}");
+            assert_eq!(m.step(traffic(0, 0), now), [], "{now:?}");
+        }
+        m.step(Event::Tick, secs(5.0));
+        assert_eq!(m.step(traffic(0, 0), secs(5.0)), [quiet(5.0, 5.0, 40.0)]);
+    }
+
+    #[test]
+    fn adaptive_falls_back_to_the_fixed_delay_when_blind() {
+        run(
+            &adaptive(5.0, 0.0, 1.0, 0.0),
+            &[
+                (
+                    0.0,
+                    sig(15),
+                    &[start(Signal::TERM, 5.0, Some(15.0)), Sample],
+                    Some(0.1),
+                ),
+                // No more samples: no wake-up before the maximum.
+                (0.0, Event::Blind, &[], Some(5.0)),
+                (2.0, traffic(0, 0), &[], Some(5.0)),
+                (
+                    5.0,
+                    Event::Tick,
+                    &[stop(Signal::TERM, StopReason::DelayOver, 5.0, Some(15.0))],
+                    Some(15.0),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn ready_fail_after_announces_later_and_the_quiet_period_counts_from_then() {
+        run(
+            &adaptive(30.0, 0.0, 1.0, 2.0),
+            &[
+                (
+                    0.0,
+                    sig(15),
+                    &[start(Signal::TERM, 30.0, Some(40.0)), Sample],
+                    Some(0.1),
+                ),
+                (0.0, traffic(0, 0), &[], Some(0.1)),
+                (1.95, Event::Tick, &[Sample], Some(2.0)),
+                (1.95, traffic(0, 0), &[], Some(2.0)),
+                (2.0, Event::Tick, &[Announce { at: secs(2.0) }], Some(2.05)),
+                (2.05, Event::Tick, &[Sample], Some(2.15)),
+                (2.05, traffic(0, 0), &[], Some(2.15)),
+                (3.0, Event::Tick, &[Sample], Some(3.1)),
+                (3.0, traffic(0, 0), &[quiet(1.0, 3.0, 40.0)], Some(40.0)),
+            ],
+        );
+        // Without --drain-quiet: announced at its time, the stop at the delay's end.
+        let mut policy = drain(5.0, None, Some(10.0));
+        if let Some(d) = policy.drain.as_mut() {
+            d.ready_fail_after = secs(3.0);
+        }
+        run(
+            &policy,
+            &[
+                (
+                    0.0,
+                    sig(15),
+                    &[start(Signal::TERM, 5.0, Some(10.0))],
+                    Some(3.0),
+                ),
+                (3.0, Event::Tick, &[Announce { at: secs(3.0) }], Some(5.0)),
+                (
+                    5.0,
+                    Event::Tick,
+                    &[stop(Signal::TERM, StopReason::DelayOver, 5.0, Some(10.0))],
+                    Some(10.0),
+                ),
+            ],
+        );
+        // A drain cut short still announces before it stops.
+        let mut m = Machine::new(&policy);
+        m.step(sig(15), secs(0.0));
+        assert_eq!(
+            m.step(sig(2), secs(1.0)),
+            [
+                Announce { at: secs(1.0) },
+                stop(
+                    Signal::TERM,
+                    StopReason::CutShort(Signal::INT),
+                    1.0,
+                    Some(10.0)
+                )
+            ]
+        );
     }
 
     #[test]
@@ -757,6 +1101,8 @@ mod tests {
                     delay,
                     stop_signal: None,
                     kill_after: kill,
+                    adaptive: None,
+                    ready_fail_after: Duration::ZERO,
                 }),
                 grace,
             };
@@ -771,6 +1117,40 @@ mod tests {
                 m.step(Event::Tick, max);
                 m.step(Event::Tick, max);
                 assert!(m.is_done(), "{delay:?} {kill:?} {grace:?} at {now:?}");
+            }
+            // Adaptive, with every duration at its extreme.
+            for (min, quiet, rfa) in [
+                (max, max, near),
+                (Duration::ZERO, near, max),
+                (near, max, Duration::ZERO),
+            ] {
+                let mut policy = policy.clone();
+                if let Some(d) = policy.drain.as_mut() {
+                    d.adaptive = Some(Box::new(Adaptive {
+                        min,
+                        quiet,
+                        ignore_from: vec![],
+                    }));
+                    d.ready_fail_after = rfa;
+                }
+                for now in [Duration::ZERO, near, max] {
+                    let mut m = Machine::new(&policy);
+                    m.step(sig(15), now);
+                    m.step(
+                        Event::Traffic {
+                            new: u32::MAX,
+                            busy: u32::MAX,
+                        },
+                        now,
+                    );
+                    m.step(Event::Tick, max);
+                    m.step(Event::Traffic { new: 0, busy: 0 }, max);
+                    let _ = m.quiet_for(max);
+                    m.step(Event::AppExited(0), max);
+                    m.step(Event::Tick, max);
+                    m.step(Event::Tick, max);
+                    assert!(m.is_done(), "{min:?} {quiet:?} {rfa:?} at {now:?}");
+                }
             }
             // And without a drain.
             let core = Policy { drain: None, grace };
@@ -793,6 +1173,8 @@ mod tests {
                 delay: secs(0.0),
                 stop_signal: Some(Signal::QUIT),
                 kill_after: None,
+                adaptive: None,
+                ready_fail_after: Duration::ZERO,
             }),
             grace: secs(5.0),
         };

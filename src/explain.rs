@@ -26,11 +26,13 @@ struct Timeline {
 /// Steps the machine: `signal` at t=0, then every deadline it asks for.
 fn after_signal(policy: &Policy, signal: Signal) -> Timeline {
     let mut machine = Machine::new(policy);
-    let mut actions: Vec<(Duration, Action)> = machine
-        .step(Event::Signal(signal), Duration::ZERO)
-        .into_iter()
-        .map(|a| (Duration::ZERO, a))
-        .collect();
+    let mut first = machine.step(Event::Signal(signal), Duration::ZERO);
+    if first.contains(&Action::Sample) {
+        first.retain(|a| *a != Action::Sample);
+        first.extend(machine.step(Event::Blind, Duration::ZERO));
+    }
+    let mut actions: Vec<(Duration, Action)> =
+        first.into_iter().map(|a| (Duration::ZERO, a)).collect();
     let mut now = Duration::ZERO;
     for _ in 0..MAX_STEPS {
         let Some(due) = machine.next_deadline() else {
@@ -38,7 +40,12 @@ fn after_signal(policy: &Policy, signal: Signal) -> Timeline {
         };
         // The synthetic clock never runs backwards.
         now = now.max(due);
-        let stepped = machine.step(Event::Tick, now);
+        let mut stepped = machine.step(Event::Tick, now);
+        if stepped.contains(&Action::Sample) {
+            // No traffic to look at here: the timeline shows the maximum.
+            stepped.retain(|a| *a != Action::Sample);
+            stepped.extend(machine.step(Event::Blind, now));
+        }
         let exited = stepped.iter().any(|a| matches!(a, Action::Exit(_)));
         actions.extend(stepped.into_iter().map(|a| (now, a)));
         if exited {
@@ -154,6 +161,28 @@ fn actions_killed_line(out: &mut String, launch: &Launch, kill_at: Option<Durati
     }
 }
 
+/// The lines for the moment the drain is told: the listener's `/ready` and the drain file.
+fn announce(out: &mut String, launch: &Launch, at: Duration) {
+    listener_line(out, launch, &t(at));
+    match &launch.drain_file {
+        Some(path) => {
+            let _ = writeln!(
+                out,
+                "  {:<6} drain file {} written: health checks report unhealthy (503)",
+                t(at),
+                crate::text::path(path)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  {:<6} drain starts (no --drain-file: nothing tells the health check)",
+                t(at)
+            );
+        }
+    }
+}
+
 pub fn timeline(launch: &Launch) -> String {
     let mut out = String::new();
     let command = if launch.command.is_empty() {
@@ -225,30 +254,37 @@ pub fn timeline(launch: &Launch) -> String {
                 ..
             } => {
                 (delay, kill_at) = (d, k);
-                listener_line(&mut out, launch, &t(at));
-                match &launch.drain_file {
-                    Some(path) => {
-                        let _ = writeln!(
-                            out,
-                            "  {:<6} drain file {} written: health checks report unhealthy (503)",
-                            t(at),
-                            crate::text::path(path)
-                        );
-                    }
-                    None => {
-                        let _ = writeln!(
-                            out,
-                            "  {:<6} drain starts (no --drain-file: nothing tells the health check)",
-                            t(at)
-                        );
-                    }
+                if drain.ready_fail_after.is_zero() {
+                    announce(&mut out, launch, at);
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "  {:<6} drain starts; /ready and the drain file say nothing yet (--ready-fail-after {})",
+                        t(at),
+                        format_duration(drain.ready_fail_after)
+                    );
+                }
+                if let Some(adaptive) = &drain.adaptive {
+                    let _ = writeln!(
+                        out,
+                        "  {:<6} adaptive: the stop signal goes once at least {} has passed (--drain-min), no new connection has reached the app's ports for {} (--drain-quiet) and none carries a request; at the latest at {} (--drain-delay)",
+                        t(at),
+                        format_duration(adaptive.min),
+                        format_duration(adaptive.quiet),
+                        t(d)
+                    );
                 }
                 action_lines(&mut out, launch, at, k);
                 if !d.is_zero() {
                     let _ = writeln!(
                         out,
-                        "  {:<6} the app keeps serving for {}; the same signal again, or SIGINT, cuts this short",
+                        "  {:<6} the app keeps serving for {}{}; the same signal again, or SIGINT, cuts this short",
                         t(at),
+                        if drain.adaptive.is_some() {
+                            "at most "
+                        } else {
+                            ""
+                        },
                         format_duration(d)
                     );
                 }
@@ -279,8 +315,10 @@ pub fn timeline(launch: &Launch) -> String {
                     t(at)
                 );
             }
+            Action::Announce { .. } => announce(&mut out, launch, at),
             // The exit is told on the SIGKILL line; nothing else follows a drain signal.
-            Action::Exit(_)
+            Action::Sample
+            | Action::Exit(_)
             | Action::Forward(_)
             | Action::Swallow { .. }
             | Action::TermLeftovers { .. } => {}
@@ -395,6 +433,8 @@ mod tests {
                     delay: Duration::from_secs(delay),
                     stop_signal: None,
                     kill_after: kill.map(Duration::from_secs),
+                    adaptive: None,
+                    ready_fail_after: Duration::ZERO,
                 }),
                 grace: Duration::from_secs(5),
             },

@@ -42,6 +42,7 @@ mod sys;
 mod text;
 mod time;
 mod tini;
+mod traffic;
 
 use std::ffi::OsString;
 

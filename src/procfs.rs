@@ -39,6 +39,11 @@ pub fn pids_outside_group(pgid: i32) -> Option<Vec<i32>> {
     Some(pids)
 }
 
+/// The process group of `pid`, from /proc/PID/stat.
+pub fn pgid(pid: i32) -> Option<i32> {
+    pgid_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 /// The process group from the text of /proc/PID/stat (the comm may hold spaces and parentheses).
 fn pgid_of(stat: &str) -> Option<i32> {
     let after_comm = stat.get(stat.rfind(')')?.checked_add(1)?..)?;

@@ -12,6 +12,10 @@
 //! the reaping tells its exit from the app's by its pid; with none running,
 //! none of this costs anything.
 //!
+//! During an adaptive drain (`--drain-quiet`) the machine's deadlines include
+//! a sample every 100 ms, taken here (`traffic::Sampler`) in the loop itself,
+//! bounded in time; outside a drain nothing is sampled.
+//!
 //! Nothing here returns an error once the app is running: a failure is logged
 //! and the loop goes on, because a PID 1 that gives up takes the container
 //! down with no drain.
@@ -119,6 +123,8 @@ pub fn supervise(launch: &Launch, inherited: Inherited) -> i32 {
         started: Instant::now(),
         machine: Machine::new(&launch.policy),
         actions,
+        sampler: None,
+        drain_signal: None,
     }
     .supervise(&signals)
 }
@@ -161,6 +167,10 @@ struct Supervisor<'a> {
     machine: Machine<'a>,
     /// `--on-drain`, `--stop-command`, `--on-drain-post`, while they run.
     actions: Runner<'a>,
+    /// The adaptive drain's view of the app's sockets, once a drain has started.
+    sampler: Option<crate::traffic::Sampler>,
+    /// The signal that started the drain, for a later announcement.
+    drain_signal: Option<Signal>,
 }
 
 impl Supervisor<'_> {
@@ -373,6 +383,11 @@ impl Supervisor<'_> {
                 debug!("exiting with code {code}");
                 return Some(code);
             }
+            Action::Sample => {
+                let event = self.sample();
+                return self.feed(event, self.now());
+            }
+            Action::Announce { at } => self.announce(at),
         }
         None
     }
@@ -414,9 +429,69 @@ impl Supervisor<'_> {
         }
     }
 
-    fn start_drain(&self, signal: Signal, delay: Duration) {
+    fn start_drain(&mut self, signal: Signal, delay: Duration) {
+        self.drain_signal = Some(signal);
+        let ready_fail_after = self
+            .launch
+            .policy
+            .drain
+            .as_ref()
+            .map_or(Duration::ZERO, |d| d.ready_fail_after);
+        if !ready_fail_after.is_zero() {
+            info!(
+                "{}{signal} received: drain started; /ready and the drain file tell the load balancer at {}{}",
+                stamp(Some(Duration::ZERO)),
+                since(ready_fail_after),
+                self.serving(delay)
+            );
+            return;
+        }
+        let file = self.announce_file(signal);
+        info!(
+            "{}{signal} received: drain started{file}{}",
+            stamp(Some(Duration::ZERO)),
+            self.serving(delay)
+        );
+    }
+
+    /// "; the app keeps serving for 30s" (adaptive: "at most").
+    fn serving(&self, delay: Duration) -> String {
+        if delay.is_zero() {
+            return String::new();
+        }
+        match self
+            .launch
+            .policy
+            .drain
+            .as_ref()
+            .and_then(|d| d.adaptive.as_deref())
+        {
+            Some(a) => format!(
+                "; the app keeps serving until no new connection has come for {} and none carries a request (at least {}, at most {})",
+                format_duration(a.quiet),
+                format_duration(a.min),
+                format_duration(delay)
+            ),
+            None => format!("; the app keeps serving for {}", format_duration(delay)),
+        }
+    }
+
+    /// `--ready-fail-after` is over: the drain file and /ready tell the load balancer.
+    fn announce(&self, at: Duration) {
+        let signal = self.drain_signal.unwrap_or(Signal::TERM);
+        let file = self.announce_file(signal);
+        let ready = if self.health.is_some() {
+            "; /ready answers 503"
+        } else {
+            ""
+        };
+        info!("{}--ready-fail-after over{ready}{file}", stamp(Some(at)));
+    }
+
+    /// Tells the listener and writes the drain file; "; drain file X written", or nothing.
+    fn announce_file(&self, signal: Signal) -> String {
         self.tell_draining(signal);
-        let file = match (&self.drain_file, &self.launch.drain_file) {
+        match (&self.drain_file, &self.launch.drain_file) {
             (Some(drain_file), Some(path)) => match drain_file.write(signal) {
                 Ok(()) => format!("; drain file {} written", crate::text::path(path)),
                 Err(e) => {
@@ -429,16 +504,76 @@ impl Supervisor<'_> {
                 }
             },
             _ => String::new(),
+        }
+    }
+
+    /// Looks at the app's traffic (the first time: finds its ports); a
+    /// failure is warned about once, and the drain falls back to its fixed delay.
+    fn sample(&mut self) -> Event {
+        let result = match self.sampler.as_mut() {
+            Some(sampler) => sampler.sample(),
+            None => self.start_sampling(),
         };
-        let serving = if delay.is_zero() {
-            String::new()
+        match result {
+            Ok(s) => {
+                if s.new > 0 || s.busy > 0 {
+                    debug!("{} new connection(s), {} carrying a request", s.new, s.busy);
+                }
+                Event::Traffic {
+                    new: s.new,
+                    busy: s.busy,
+                }
+            }
+            Err(e) => {
+                self.sampler = None;
+                let max = self
+                    .launch
+                    .policy
+                    .drain
+                    .as_ref()
+                    .map_or(Duration::ZERO, |d| d.delay);
+                warn!(
+                    "--drain-quiet: cannot see the app's connections: {e}; falling back to the fixed delay of {}",
+                    format_duration(max)
+                );
+                Event::Blind
+            }
+        }
+    }
+
+    fn start_sampling(&mut self) -> Result<crate::traffic::Sample, String> {
+        use crate::traffic::{Sampler, Whose};
+        let whose = if self.pid1 && procfs::is_ours() {
+            Whose::AllButDrainit
+        } else if self.app.own_group {
+            Whose::Group(self.app.pid)
         } else {
-            format!("; the app keeps serving for {}", format_duration(delay))
+            Whose::Pid(self.app.pid)
         };
+        let (quiet, ignore) = self
+            .launch
+            .policy
+            .drain
+            .as_ref()
+            .and_then(|d| d.adaptive.as_deref())
+            .map_or((Duration::ZERO, vec![]), |a| {
+                (a.quiet, a.ignore_from.clone())
+            });
+        let sampler = Sampler::start(whose, ignore, quiet)?;
         info!(
-            "{}{signal} received: drain started{file}{serving}",
-            stamp(Some(Duration::ZERO))
+            "--drain-quiet: watching the app's TCP port(s) {}",
+            sampler
+                .ports()
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
+        self.sampler = Some(sampler);
+        // The baseline: what is open now is not new, but may be busy.
+        self.sampler
+            .as_mut()
+            .map_or(Err(String::new()), |s| s.sample())
     }
 
     fn stop(
@@ -467,9 +602,31 @@ impl Supervisor<'_> {
         let stamp = stamp(at);
         match reason {
             StopReason::Forwarded => info!("forwarded {signal} to {to}"),
-            StopReason::DelayOver => info!("{stamp}sending {signal} to {to}{kill}"),
+            StopReason::DelayOver => {
+                match (self.machine.busy(), self.machine.quiet_for(self.now())) {
+                    (Some(busy), Some(quiet_for)) if self.sampler.is_some() => info!(
+                        "{stamp}drain delay (the maximum) over with {busy} connection(s) carrying a request, the last new one {} ago; sending {signal} to {to}{kill}",
+                        format_duration(to_tenths(quiet_for))
+                    ),
+                    _ => info!("{stamp}sending {signal} to {to}{kill}"),
+                }
+            }
             StopReason::CutShort(by) => {
                 info!("{stamp}{by} received: drain delay cut short; sending {signal} to {to}{kill}")
+            }
+            StopReason::Quiet { quiet_for } => {
+                let max = self
+                    .launch
+                    .policy
+                    .drain
+                    .as_ref()
+                    .map_or(Duration::ZERO, |d| d.delay);
+                info!(
+                    "{stamp}no new connection for {}, 0 in flight: stopping at {} of at most {}; sending {signal} to {to}{kill}",
+                    format_duration(to_tenths(quiet_for)),
+                    since(to_tenths(at.unwrap_or_default())),
+                    format_duration(max)
+                )
             }
         }
     }

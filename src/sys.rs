@@ -422,6 +422,64 @@ pub fn become_subreaper() -> io::Result<()> {
     .map(|_| ())
 }
 
+/// A `NETLINK_SOCK_DIAG` socket (what `ss` reads sockets through), with
+/// `timeout` on every receive, so that no answer can hold the loop.
+pub fn sock_diag_socket(timeout: Duration) -> io::Result<OwnedFd> {
+    // SAFETY: socket takes integer arguments only; the result is checked.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    } as c_long)?;
+    // SAFETY: `fd` was just created by socket(2) and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as c_int) };
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs().min(3600).try_into().unwrap_or(1),
+        tv_usec: timeout.subsec_micros().into(),
+    };
+    // SAFETY: `tv` is a valid timeval that outlives the call, and its size is passed.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast::<c_void>(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    } as c_long)?;
+    Ok(fd)
+}
+
+/// `send(2)` of one datagram.
+pub fn send_datagram(fd: &OwnedFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe `bytes`, which outlives the call.
+    let n = check(unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast::<c_void>(),
+            bytes.len(),
+            0,
+        )
+    } as c_long)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// `recv(2)` of one datagram into `buf`; its length (0: nothing more).
+pub fn recv_datagram(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe `buf`, writable and outliving the call.
+    let n = check(unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast::<c_void>(),
+            buf.len(),
+            0,
+        )
+    } as c_long)?;
+    Ok(usize::try_from(n).unwrap_or(0).min(buf.len()))
+}
+
 pub fn pid() -> i32 {
     // SAFETY: getpid cannot fail and has no side effects.
     unsafe { libc::getpid() }

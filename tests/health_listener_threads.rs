@@ -128,7 +128,7 @@ fn no_thread_for_the_listener_is_a_refusal_before_the_app_starts() {
                     assert_eq!(
                         out.stderr.trim_end(),
                         format!(
-                            "drainit: error: --health-listen {listen}: cannot start the health listener: cannot create its thread: Resource temporarily unavailable"
+                            "drainit: error: --health-listen {listen}: cannot start the health listener: cannot create its thread: resource temporarily unavailable"
                         )
                     );
                 }

@@ -12,6 +12,8 @@
 //       listening socket at once (new connections are refused), finishes the
 //       requests it has accepted, and exits 0. Bounded: after 10 s of waiting
 //       for them it exits 1.
+//       MODE=dies: no handler at all (as /healthz, unmodified): SIGTERM kills
+//       it at once, with every request in flight (the adaptive drain's row).
 //
 //   zdt load PORT CONNS RATE MAX_SECS OUT
 //       A closed-loop client: CONNS threads, each with a keep-alive connection
@@ -170,7 +172,7 @@ static void *app_conn(void *arg) {
 
 static int app_main(int argc, char **argv) {
   if (argc != 7 && argc != 8) {
-    fprintf(stderr, "usage: zdt app PORT NAME cooperative|unmodified DRAIN_FILE WORK_MS [CHECK_LOG]\n");
+    fprintf(stderr, "usage: zdt app PORT NAME cooperative|unmodified|dies DRAIN_FILE WORK_MS [CHECK_LOG]\n");
     return 2;
   }
   int port = atoi(argv[2]);
@@ -182,12 +184,18 @@ static int app_main(int argc, char **argv) {
     app_check_log = open(argv[7], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (app_check_log < 0) die(argv[7]);
   }
-  if (strcmp(app_mode, "cooperative") != 0 && strcmp(app_mode, "unmodified") != 0) {
+  if (strcmp(app_mode, "cooperative") != 0 && strcmp(app_mode, "unmodified") != 0 &&
+      strcmp(app_mode, "dies") != 0) {
     fprintf(stderr, "zdt app: unknown mode %s\n", app_mode);
     return 2;
   }
   if (pipe2(app_pipe, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe2");
-  on_stop_signals(app_on_signal);
+  if (strcmp(app_mode, "dies") == 0) {
+    /* No handler: SIGTERM kills it at once, with every request in flight. */
+    signal(SIGPIPE, SIG_IGN);
+  } else {
+    on_stop_signals(app_on_signal);
+  }
 
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (ls < 0) die("socket");

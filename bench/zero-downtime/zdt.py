@@ -44,6 +44,14 @@ K8S_REMOVE_AFTER = 1.0  # the Kubernetes shape: endpoints removed 1 s after the 
 MIN_REQUESTS = 1000
 MAX_WINDOW = 30.0   # s: the window grows past ZDT_WINDOW until MIN_REQUESTS, up to this
 
+# The adaptive drain's rows: --drain-delay is the maximum, --drain-quiet ends it early.
+ADAPTIVE_MAX = "30s"
+DIES_WORK_MS = 2000  # row (b): an app that dies at once on SIGTERM, serving 2 s requests
+DIES_CONNS = 64
+DIES_RATE = 24  # 64 connections, one request each every 2.67 s, spread evenly (no bursts)
+DIES_MIN_REQUESTS = 100
+DIES_WARMUP = 5.0  # two rounds of 2 s requests reach both instances
+
 SHAPES = {
     "checks": "HAProxy checks the app's `/healthz`",
     "listener": "HAProxy checks drainit's listener `/ready`",
@@ -219,7 +227,33 @@ class Harness:
                  note=f"--health-listen, --drain-delay {d:g}s"),
             dict(id="drainit-k8s", init="drainit", app="unmodified", shape="k8s",
                  note=f"--drain-delay {d:g}s"),
+            # The adaptive drain (--drain-quiet): the same shapes with a 30 s maximum.
+            dict(id="drainit-k8s-adaptive", init="drainit", app="unmodified", shape="k8s",
+                 opts=["--drain-delay", ADAPTIVE_MAX, "--drain-quiet", "1s"]),
         ]
+        if not self.quick:
+            rows += [
+                dict(id="drainit-k8s-fixed30", init="drainit", app="unmodified", shape="k8s",
+                     opts=["--drain-delay", ADAPTIVE_MAX], window=33.0),
+                dict(id="drainit-listener-adaptive", init="drainit", app="unmodified", shape="listener",
+                     opts=["--drain-delay", ADAPTIVE_MAX, "--drain-quiet", "1s"]),
+                # HAProxy checks the app's port every 500 ms, from the address the traffic comes
+                # from: a quiet period shorter than the check interval lets the checks pass.
+                dict(id="drainit-drain-file-adaptive", init="drainit", app="cooperative", shape="checks",
+                     opts=["--drain-delay", ADAPTIVE_MAX, "--drain-quiet", "0.3s"]),
+                # (b): the app dies at once on SIGTERM (no handler) and each request takes 2 s.
+                dict(id="drainit-dies-adaptive", init="drainit", app="dies", shape="k8s",
+                     opts=["--drain-delay", ADAPTIVE_MAX, "--drain-quiet", "1s", "--success-exit", "143"],
+                     work_ms=DIES_WORK_MS, conns=DIES_CONNS, rate=DIES_RATE, min_requests=DIES_MIN_REQUESTS, warmup=DIES_WARMUP),
+                dict(id="drainit-dies-fixed", init="drainit", app="dies", shape="k8s",
+                     opts=["--drain-delay", "1.5s", "--success-exit", "143"], gated=False,
+                     work_ms=DIES_WORK_MS, conns=DIES_CONNS, rate=DIES_RATE, min_requests=DIES_MIN_REQUESTS, warmup=DIES_WARMUP),
+                dict(id="tini-dies", init="tini", app="dies", shape="k8s", note="",
+                     work_ms=DIES_WORK_MS, conns=DIES_CONNS, rate=DIES_RATE, min_requests=DIES_MIN_REQUESTS, warmup=DIES_WARMUP),
+            ]
+        for r in rows:
+            if "opts" in r:
+                r["note"] = " ".join(o for o in r["opts"] if not o.startswith("/"))
         peers = ["tini"] if self.quick else ["tini", "dumb-init", "catatonit"]
         for shape in ("checks", "k8s"):
             for p in peers:
@@ -235,12 +269,14 @@ class Harness:
         return p
 
     def init_argv(self, row, name, port, lport, drain_file, check_log):
-        app = [self.a.zdt, "app", str(port), name, row["app"], drain_file, str(self.work_ms), check_log]
+        work_ms = row.get("work_ms", self.work_ms)
+        app = [self.a.zdt, "app", str(port), name, row["app"], drain_file, str(work_ms), check_log]
         d = f"{self.drain_delay:g}s"
         if row["init"] == "drainit":
-            opts = {"checks": ["--drain-file", drain_file, "--drain-delay", d],
-                    "listener": ["--health-listen", f"127.0.0.1:{lport}", "--drain-delay", d],
-                    "k8s": ["--drain-delay", d]}[row["shape"]]
+            opts = {"checks": ["--drain-file", drain_file],
+                    "listener": ["--health-listen", f"127.0.0.1:{lport}"],
+                    "k8s": []}[row["shape"]]
+            opts = opts + row.get("opts", ["--drain-delay", d])
             return self.a.drainit, [self.a.drainit, *opts, "--", *app]
         path, args, _ = self.peers[row["init"]]
         return path, [path, *args, *app]
@@ -339,12 +375,18 @@ class Harness:
 
             wait_until("both servers UP in HAProxy", both_up, 10)
             out = os.path.join(d, "load.txt")
-            max_secs = int(self.warmup + 1 + MAX_WINDOW + 10)
-            load = self.spawn([self.a.zdt, "load", str(fe), str(self.conns), str(self.rate), str(max_secs), out],
+            window = row.get("window", self.window)
+            max_window = max(MAX_WINDOW, window)
+            min_requests = row.get("min_requests", MIN_REQUESTS)
+            warmup = row.get("warmup", self.warmup)
+            max_secs = int(warmup + 1 + max_window + 10)
+            conns = row.get("conns", self.conns)
+            rate = row.get("rate", self.rate)
+            load = self.spawn([self.a.zdt, "load", str(fe), str(conns), str(rate), str(max_secs), out],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             progress = Lines(load.stdout)  # "now_ns completed" every 100 ms
             hlines = Lines(hp.stderr)
-            time.sleep(self.warmup)
+            time.sleep(warmup)
             time.sleep(self.rng.uniform(0, INTER_MS / 1000))  # lands anywhere in the check cycle
             before = [l for l in progress.read() if l]  # completed requests so far
             for line in hlines.read():  # anything HAProxy said during the warm-up
@@ -362,17 +404,17 @@ class Harness:
                 # The window: at least self.window, and until the client has had enough answers
                 # since the SIGTERM (counted from its last progress line before it, so a few
                 # more than needed), bounded by MAX_WINDOW.
-                if t >= t0 + MAX_WINDOW or (t >= t0 + self.window and done - c0 >= MIN_REQUESTS + 100):
+                if t >= t0 + max_window or (t >= t0 + window and done - c0 >= min_requests + 100):
                     break
                 if row["shape"] == "k8s" and maint_at is None and t >= t0 + K8S_REMOVE_AFTER:
                     haproxy_cmd(sock, "set server be/s1 state maint")
                     maint_at = now() - t0
                     continue
-                wake = [t0 + MAX_WINDOW]
+                wake = [t0 + max_window]
                 if row["shape"] == "k8s" and maint_at is None:
                     wake.append(t0 + K8S_REMOVE_AFTER)
-                if t < t0 + self.window:
-                    wake.append(t0 + self.window)
+                if t < t0 + window:
+                    wake.append(t0 + window)
                 fds = [f for f in (hlines.fd, progress.fd) if f is not None] + ([pidfd] if exit_at is None else [])
                 r, _, _ = select.select(fds, [], [], max(0.0, min(wake) - t))
                 stamp = now() - t0
@@ -496,11 +538,11 @@ class Harness:
 
     def gate(self, r):
         """A drainit row passes when nothing failed out of enough requests and the drain ended."""
-        if r["init"] != "drainit" or not r["ran"]:
+        if r["init"] != "drainit" or not r["ran"] or not r.get("gated", True):
             return None
         if not r.get("valid"):
             return False
-        return (r["requests"] >= MIN_REQUESTS and r["failed"] == 0 and r.get("exit_at") is not None
+        return (r["requests"] >= r.get("min_requests", MIN_REQUESTS) and r["failed"] == 0 and r.get("exit_at") is not None
                 and r.get("exit_code") == "0")
 
 
@@ -514,18 +556,18 @@ def fmt_t(x):
 
 
 def table(h, results):
-    out = ["| init | app | shape | requests in window | failed | failed % | first / last failure | marked down | init exited (code) | left in namespace | verdict |",
-           "|---|---|---|---:|---:|---:|---|---|---|---|---|"]
+    out = ["| init | app | shape | requests in window | failed | failed % | first / last failure | marked down | init exited (code) | seconds from SIGTERM to exit | left in namespace | verdict |",
+           "|---|---|---|---:|---:|---:|---|---|---|---:|---|---|"]
     for r in results:
         name = "drainit" if r["init"] == "drainit" else h.peers[r["init"]][2]
         if r["init"] == "drainit":
             name = f"**drainit** ({r['note']})"
         shape = SHAPES[r["shape"]]
         if not r["ran"]:
-            out.append(f"| {name} | {r['app']} | {shape} | — | — | — | — | — | — | — | not available in this build |")
+            out.append(f"| {name} | {r['app']} | {shape} | — | — | — | — | — | — | — | — | not available in this build |")
             continue
         if "requests" not in r:
-            out.append(f"| {name} | {r['app']} | {shape} | — | — | — | — | — | — | — | {r['why']} |")
+            out.append(f"| {name} | {r['app']} | {shape} | — | — | — | — | — | — | — | — | {r['why']} |")
             continue
         pct = 100.0 * r["failed"] / r["requests"] if r["requests"] else 0.0
         ff = "—" if r["first_fail"] is None else f"{fmt_t(r['first_fail'])} / {fmt_t(r['last_fail'])}"
@@ -534,9 +576,10 @@ def table(h, results):
         left = "none" if not r["left"] else ", ".join(r["left"])
         g = h.gate(r)
         verdict = "PASS" if g else ("FAIL" + (f": {r['why']}" if r["why"] else "")) if g is False else (
-            "baseline" if r["valid"] else f"invalid: {r['why']}")
+            ("comparison" if r["init"] == "drainit" else "baseline") if r["valid"] else f"invalid: {r['why']}")
+        secs = "—" if r["exit_at"] is None else f"{r['exit_at']:.2f}"
         failed = f"**{r['failed']}**" if r["init"] == "drainit" else str(r["failed"])
-        out.append(f"| {name} | {r['app']} | {shape} | {r['requests']:,} | {failed} | {pct:.1f} % | {ff} | {down} | {ex} | {left} | {verdict} |")
+        out.append(f"| {name} | {r['app']} | {shape} | {r['requests']:,} | {failed} | {pct:.1f} % | {ff} | {down} | {ex} | {secs} | {left} | {verdict} |")
     return "\n".join(out)
 
 
@@ -580,9 +623,19 @@ METHOD = """## Method
   down: when HAProxy logged s1 DOWN (the reason in brackets: what the failing check got).
   Init exited: from a pidfd on the init; the code is unshare's, which passes the init's on.
   Left in namespace: the processes still in s1's pid namespace at the end of the window.
-- The gate: every drainit row that ran lost 0 requests out of at least 1000, its init exited
-  0 within the window, and the row was valid (both instances served during the warm-up, with no
-  failure). The peers' rows are the baseline: measured, not gated.
+- The adaptive rows (`--drain-quiet`): the same shapes with `--drain-delay 30s` as the maximum;
+  the column *seconds from SIGTERM to exit* shows how soon the drain let go once the traffic had
+  gone (the fixed 30 s row beside it, for comparison). The drain-file row's checks reach the
+  app's own port every 500 ms from HAProxy's address, as its traffic does: a quiet period
+  (0.3 s) shorter than the check interval lets them pass. The *dies* app has no SIGTERM handler
+  (killed at once, with what it has in flight) and takes 2 s a request; these rows run 64 client
+  connections paced to 24 requests/s in all (each connection's requests spread over the period,
+  so about 48 are in flight at any moment), a 5 s warm-up, and need 100 requests in the window. Its
+  fixed short delay (1.5 s) is a comparison, not gated: it shows the requests in flight lost.
+- The gate: every drainit row that ran lost 0 requests out of at least 1000 (100 for the
+  *dies* rows), its init exited 0 within the window, and the row was valid (both instances
+  served during the warm-up, with no failure). The peers' rows are the baseline and the
+  comparison rows: measured, not gated.
 """
 
 

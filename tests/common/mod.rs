@@ -38,7 +38,7 @@ pub const SIGSTOP: i32 = 19;
 pub const SIGWINCH: i32 = 28;
 
 /// Every variable drainit reads.
-pub const VARIABLES: [&str; 18] = [
+pub const VARIABLES: [&str; 22] = [
     "DRAINIT_NO_GROUP",
     "DRAINIT_GRACE",
     "DRAINIT_DRAIN_FILE",
@@ -47,6 +47,10 @@ pub const VARIABLES: [&str; 18] = [
     "DRAINIT_KILL_AFTER",
     "DRAINIT_STOP_TIMEOUT",
     "DRAINIT_DRAIN_ON",
+    "DRAINIT_DRAIN_QUIET",
+    "DRAINIT_DRAIN_MIN",
+    "DRAINIT_DRAIN_IGNORE_FROM",
+    "DRAINIT_READY_FAIL_AFTER",
     "DRAINIT_HEALTH_LISTEN",
     "DRAINIT_ON_DRAIN",
     "DRAINIT_STOP_COMMAND",
