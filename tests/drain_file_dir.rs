@@ -141,35 +141,31 @@ fn a_link_in_the_path_at_start_is_taken_once_and_not_followed_again() {
 }
 
 #[test]
-fn a_directory_missing_at_start_is_named_at_start_and_never_trusted_later() {
-    // A directory that appears after start may be anyone's link: no drain
-    // file goes there, and drainit says so at start and at the drain.
+fn a_directory_missing_at_start_is_refused_before_the_app_starts() {
+    // A directory that would appear after start may be anyone's link: drainit
+    // refuses at start (125), so no drain file can ever go there.
     for mode in BOTH {
         if !can_run(mode) {
             continue;
         }
         let s = Scratch::new("missing-dir");
-        let (dir, elsewhere) = (s.path("dir"), s.path("elsewhere"));
-        fs::create_dir(&elsewhere).unwrap();
-        let mut r = start(mode, &s, &dir.join("drain"));
-        let shown = dir.join("drain").display().to_string();
-        r.wait_for_log(
-            &format!("warning: drain file {shown}: its directory"),
-            1,
-            secs(10.0),
-        );
-        symlink(&elsewhere, &dir).unwrap();
-        r.signal(SIGTERM);
-        let out = r.wait(secs(20.0));
-        assert_eq!(out.code, Some(0), "{mode:?}: {}", out.stderr);
-        assert_eq!(names(&elsewhere), Vec::<String>::new(), "{mode:?}");
+        let dir = s.path("dir");
+        let out = Drainit::new(mode)
+            .arg("--drain-file")
+            .arg(dir.join("drain"))
+            .app(&["--ready", &s.str("ready")])
+            .run(secs(20.0));
+        assert_eq!(out.code, Some(125), "{mode:?}: {}", out.stderr);
         assert!(
-            out.stderr.contains(&format!(
-                "warning: cannot write drain file {shown}: its directory {} could not be opened at start (no such file or directory); draining anyway",
-                dir.display()
-            )),
+            out.stderr.contains("--drain-file") && out.stderr.contains(&dir.display().to_string()),
             "{mode:?}: {}",
             out.stderr
+        );
+        assert!(!s.path("ready").exists(), "{mode:?}: the app ran");
+        assert_eq!(
+            names(s.path("").as_path()),
+            Vec::<String>::new(),
+            "{mode:?}"
         );
     }
 }
