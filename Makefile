@@ -29,7 +29,7 @@
 SHELL := /bin/bash
 TARGET := x86_64-unknown-linux-musl
 BIN := target/$(TARGET)/release/drainit
-BUDGET := 524288
+BUDGET := 589824
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 

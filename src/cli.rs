@@ -38,7 +38,8 @@ Exit codes: the app's own code; 128+N if it was killed by signal N; 127 if COMMA
 found; 126 if it cannot be executed; 125 for drainit's own errors (bad options included).
 
 Signals: every signal drainit receives but SIGCHLD goes to the app's process group (TSTP, TTIN \
-and TTOU too: they never stop drainit itself). SIGTERM is followed by SIGCONT, so that a stopped \
+and TTOU too; drainit stops with the app only as the foreground job of a job-control shell, \
+so that Ctrl-Z works). SIGTERM is followed by SIGCONT, so that a stopped \
 app can act on it. With a drain option, a --drain-on signal starts the drain instead. \
 --drain-on and --stop-signal take only signals that end a process by default (not CHLD, CONT, \
 STOP, TSTP, TTIN, TTOU, URG, WINCH, 32 or 33); --stop-signal KILL is allowed.
