@@ -23,6 +23,7 @@
 //! Everything read from the kernel is parsed with bounds checks: a short or
 //! odd answer is skipped, never trusted.
 
+use crate::error::Reason;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
@@ -373,12 +374,12 @@ impl Sampler {
     /// now is not new). `Err`: why the app's sockets cannot be seen.
     pub fn start(whose: Whose, ignore: Vec<Cidr>, quiet: Duration) -> Result<Sampler, String> {
         let fd = sys::sock_diag_socket(RECV_TIMEOUT)
-            .map_err(|e| format!("cannot open a NETLINK_SOCK_DIAG socket ({e})"))?;
+            .map_err(|e| format!("cannot open a NETLINK_SOCK_DIAG socket ({})", Reason(&e)))?;
         let me = sys::pid();
         let pids: Vec<i32> = match whose {
             Whose::Pid(pid) => vec![pid],
             Whose::AllButDrainit | Whose::Group(_) => std::fs::read_dir("/proc")
-                .map_err(|e| format!("cannot read /proc ({e})"))?
+                .map_err(|e| format!("cannot read /proc ({})", Reason(&e)))?
                 .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
                 .filter(|pid| *pid != me)
                 .filter(|pid| match whose {
@@ -391,7 +392,7 @@ impl Sampler {
         let mut unreadable = None;
         for pid in &pids {
             if let Err(e) = socket_inodes(*pid, &mut inodes) {
-                unreadable.get_or_insert(format!("/proc/{pid}/fd: {e}"));
+                unreadable.get_or_insert(format!("/proc/{pid}/fd: {}", Reason(&e)));
             }
         }
         let mut sampler = Sampler {
@@ -474,11 +475,11 @@ impl Sampler {
             self.seq = self.seq.wrapping_add(1);
             let family = u8::try_from(family).unwrap_or(0);
             sys::send_datagram(&self.fd, &request(family, states, self.seq))
-                .map_err(|e| format!("cannot ask NETLINK_SOCK_DIAG ({e})"))?;
+                .map_err(|e| format!("cannot ask NETLINK_SOCK_DIAG ({})", Reason(&e)))?;
             let mut done = false;
             for _ in 0..MAX_DATAGRAMS {
                 let n = sys::recv_datagram(&self.fd, &mut self.buf)
-                    .map_err(|e| format!("no answer from NETLINK_SOCK_DIAG ({e})"))?;
+                    .map_err(|e| format!("no answer from NETLINK_SOCK_DIAG ({})", Reason(&e)))?;
                 let got = self.buf.get(..n).unwrap_or_default();
                 match parse_datagram(got, self.seq, &mut out) {
                     Ok(true) => {

@@ -390,7 +390,7 @@ fn without_access_to_the_apps_descriptors_it_warns_once_and_keeps_the_fixed_dela
         .collect();
     assert_eq!(warnings.len(), 1, "{}", out.stderr);
     assert!(
-        warnings[0].contains("/fd: Permission denied"),
+        warnings[0].contains("/fd: permission denied"),
         "{}",
         warnings[0]
     );
