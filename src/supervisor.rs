@@ -174,6 +174,16 @@ struct Supervisor<'a> {
 }
 
 impl Supervisor<'_> {
+    /// The drain's settings, when there is a drain.
+    fn drain(&self) -> Option<&crate::drain::Drain> {
+        self.launch.policy.drain.as_ref()
+    }
+
+    /// The adaptive drain's settings (`--drain-quiet`), when it is on.
+    fn adaptive(&self) -> Option<&crate::drain::Adaptive> {
+        self.drain().and_then(|d| d.adaptive.as_deref())
+    }
+
     fn now(&self) -> Duration {
         self.started.elapsed()
     }
@@ -431,12 +441,7 @@ impl Supervisor<'_> {
 
     fn start_drain(&mut self, signal: Signal, delay: Duration) {
         self.drain_signal = Some(signal);
-        let ready_fail_after = self
-            .launch
-            .policy
-            .drain
-            .as_ref()
-            .map_or(Duration::ZERO, |d| d.ready_fail_after);
+        let ready_fail_after = self.drain().map_or(Duration::ZERO, |d| d.ready_fail_after);
         if !ready_fail_after.is_zero() {
             info!(
                 "{}{signal} received: drain started; /ready and the drain file tell the load balancer at {}{}",
@@ -459,13 +464,7 @@ impl Supervisor<'_> {
         if delay.is_zero() {
             return String::new();
         }
-        match self
-            .launch
-            .policy
-            .drain
-            .as_ref()
-            .and_then(|d| d.adaptive.as_deref())
-        {
+        match self.adaptive() {
             Some(a) => format!(
                 "; the app keeps serving until no new connection has come for {} and none carries a request (at least {}, at most {})",
                 format_duration(a.quiet),
@@ -526,12 +525,7 @@ impl Supervisor<'_> {
             }
             Err(e) => {
                 self.sampler = None;
-                let max = self
-                    .launch
-                    .policy
-                    .drain
-                    .as_ref()
-                    .map_or(Duration::ZERO, |d| d.delay);
+                let max = self.drain().map_or(Duration::ZERO, |d| d.delay);
                 warn!(
                     "--drain-quiet: cannot see the app's connections: {e}; falling back to the fixed delay of {}",
                     format_duration(max)
@@ -550,15 +544,9 @@ impl Supervisor<'_> {
         } else {
             Whose::Pid(self.app.pid)
         };
-        let (quiet, ignore) = self
-            .launch
-            .policy
-            .drain
-            .as_ref()
-            .and_then(|d| d.adaptive.as_deref())
-            .map_or((Duration::ZERO, vec![]), |a| {
-                (a.quiet, a.ignore_from.clone())
-            });
+        let (quiet, ignore) = self.adaptive().map_or((Duration::ZERO, vec![]), |a| {
+            (a.quiet, a.ignore_from.clone())
+        });
         let sampler = Sampler::start(whose, ignore, quiet)?;
         info!(
             "--drain-quiet: watching the app's TCP port(s) {}",
@@ -615,12 +603,7 @@ impl Supervisor<'_> {
                 info!("{stamp}{by} received: drain delay cut short; sending {signal} to {to}{kill}")
             }
             StopReason::Quiet { quiet_for } => {
-                let max = self
-                    .launch
-                    .policy
-                    .drain
-                    .as_ref()
-                    .map_or(Duration::ZERO, |d| d.delay);
+                let max = self.drain().map_or(Duration::ZERO, |d| d.delay);
                 info!(
                     "{stamp}no new connection for {}, 0 in flight: stopping at {} of at most {}; sending {signal} to {to}{kill}",
                     format_duration(to_tenths(quiet_for)),
