@@ -5,49 +5,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
+mod probe;
 use common::*;
+use probe::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `(status code, body)` of a one-shot request, if it got an answer.
 fn try_get(port: u16, request: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(secs(10.0))).ok()?;
-    s.write_all(request.as_bytes()).ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    Some((code, body))
+    try_get_within(port, request, secs(10.0))
 }
 
 fn get(port: u16, request: &str) -> (u16, String) {
     try_get(port, request).unwrap_or_else(|| panic!("no HTTP answer to {request:?}"))
-}
-
-fn path(port: u16, path: &str) -> (u16, String) {
-    get(port, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
-}
-
-/// Waits until the listener answers (it is bound before the app starts).
-fn wait_listening(port: u16) {
-    wait_until(secs(10.0), || TcpStream::connect(("127.0.0.1", port)).ok())
-        .expect("the listener answers");
 }
 
 #[test]
