@@ -337,7 +337,7 @@ fn without_sight_of_the_apps_sockets_it_warns_once_and_keeps_the_fixed_delay() {
         "--kill-after",
         "10s",
     ];
-    let Some(mut app) = start(
+    let Some(app) = start(
         Mode::Pid1,
         As::Root,
         &options,
@@ -346,22 +346,7 @@ fn without_sight_of_the_apps_sockets_it_warns_once_and_keeps_the_fixed_delay() {
     ) else {
         return;
     };
-    let sent = app.run.signal(SIGTERM);
-    let stamp = stop_stamp(&app.run, secs(15.0));
-    assert!(stamp >= secs(2.0), "stopped at {stamp:?}");
-    let out = app.run.wait(secs(15.0));
-    let warnings: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("cannot see the app's connections"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{}", out.stderr);
-    assert!(
-        warnings[0].contains("falling back to the fixed delay of 2s"),
-        "{}",
-        warnings[0]
-    );
-    assert!(app_elapsed_ok(&out, sent, secs(8.0)), "{}", out.stderr);
+    falls_back_once(app, "falling back to the fixed delay of 2s");
 }
 
 #[test]
@@ -376,25 +361,10 @@ fn without_access_to_the_apps_descriptors_it_warns_once_and_keeps_the_fixed_dela
         "--kill-after",
         "10s",
     ];
-    let Some(mut app) = start(Mode::Pid1, As::Nobody, &options, &[], "own --undumpable") else {
+    let Some(app) = start(Mode::Pid1, As::Nobody, &options, &[], "own --undumpable") else {
         return;
     };
-    let sent = app.run.signal(SIGTERM);
-    let stamp = stop_stamp(&app.run, secs(15.0));
-    assert!(stamp >= secs(2.0), "stopped at {stamp:?}");
-    let out = app.run.wait(secs(15.0));
-    let warnings: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("cannot see the app's connections"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{}", out.stderr);
-    assert!(
-        warnings[0].contains("/fd: permission denied"),
-        "{}",
-        warnings[0]
-    );
-    assert!(app_elapsed_ok(&out, sent, secs(8.0)), "{}", out.stderr);
+    falls_back_once(app, "/fd: permission denied");
 }
 
 #[test]
@@ -621,4 +591,21 @@ fn traffic_to_the_same_port_on_another_address_does_not_count() {
         "another address's traffic kept it open: {stamp:?}"
     );
     assert!(app_elapsed_ok(&out, sent, secs(9.0)), "{}", out.stderr);
+}
+
+/// SIGTERM to a drain that cannot see the app's connections: one warning
+/// (containing `why`), and the fixed delay (2s) runs to its end.
+fn falls_back_once(mut app: App, why: &str) {
+    let sent = app.run.signal(SIGTERM);
+    let stamp = stop_stamp(&app.run, secs(15.0));
+    assert!(stamp >= secs(2.0), "stopped at {stamp:?}");
+    let out = app.run.wait(secs(15.0));
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot see the app's connections"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(warnings[0].contains(why), "{}", warnings[0]);
+    assert!(app_elapsed_ok(&out, sent, secs(8.0)), "{}", out.stderr);
 }
