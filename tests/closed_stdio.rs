@@ -9,6 +9,7 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,32 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A client connects to drainit's listener and waits while drainit logs
+/// (-v) three forwards of SIGWINCH (the app writes each to `log`); its answer
+/// is HTTP, with none of drainit's log lines in it.
+fn client_gets_no_log_line(drainit: i32, port: u16, log: &Path, what: &str) {
+    let listening = sockets(drainit);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    wait_until(secs(10.0), || (sockets(drainit) > listening).then_some(()))
+        .expect("the listener accepted the client");
+    for i in 1..=3 {
+        kill(drainit, SIGWINCH);
+        wait_until(secs(10.0), || (lines(log).len() >= i).then_some(()))
+            .unwrap_or_else(|| panic!("{what}: SIGWINCH #{i} not forwarded"));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    client.set_read_timeout(Some(secs(10.0))).unwrap();
+    client
+        .write_all(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && !answer.contains("drainit"),
+        "{what}: the client got: {answer:?}"
+    );
+}
+
 fn target(pid: i32, fd: i32) -> String {
     std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
         .map(|t| t.to_string_lossy().into_owned())
@@ -124,27 +151,7 @@ fn a_health_client_gets_no_log_lines_when_stdout_and_stderr_were_closed() {
         );
         let drainit = g.drainit(mode);
         let app_pid = wait_until(secs(10.0), || children_of(drainit).into_iter().min()).unwrap();
-        // A client connects and waits; meanwhile drainit logs (-v) three forwards.
-        let listening = sockets(drainit);
-        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        wait_until(secs(10.0), || (sockets(drainit) > listening).then_some(()))
-            .expect("the listener accepted the client");
-        for i in 1..=3 {
-            kill(drainit, SIGWINCH);
-            wait_until(secs(10.0), || (lines(&log).len() >= i).then_some(()))
-                .unwrap_or_else(|| panic!("{mode:?}: SIGWINCH #{i} not forwarded"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        client.set_read_timeout(Some(secs(10.0))).unwrap();
-        client
-            .write_all(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        client.read_to_string(&mut answer).unwrap();
-        assert!(
-            answer.starts_with("HTTP/1.1 200 ") && !answer.contains("drainit"),
-            "{mode:?}: the client got: {answer:?}"
-        );
+        client_gets_no_log_line(drainit, port, &log, &format!("{mode:?}"));
         // Both have /dev/null there: the app inherits what drainit put there.
         for fd in [1, 2] {
             assert_eq!(target(drainit, fd), "/dev/null", "{mode:?}: drainit's {fd}");
@@ -224,26 +231,7 @@ fn without_dev_null_a_placeholder_keeps_sockets_off_1_and_2() {
     );
     let drainit = g.drainit(Mode::Parent);
     let app_pid = wait_until(secs(10.0), || children_of(drainit).into_iter().min()).unwrap();
-    let listening = sockets(drainit);
-    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    wait_until(secs(10.0), || (sockets(drainit) > listening).then_some(()))
-        .expect("the listener accepted the client");
-    for i in 1..=3 {
-        kill(drainit, SIGWINCH);
-        wait_until(secs(10.0), || (lines(&log).len() >= i).then_some(()))
-            .unwrap_or_else(|| panic!("SIGWINCH #{i} not forwarded"));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    client.set_read_timeout(Some(secs(10.0))).unwrap();
-    client
-        .write_all(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    client.read_to_string(&mut answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 200 ") && !answer.contains("drainit"),
-        "the client got: {answer:?}"
-    );
+    client_gets_no_log_line(drainit, port, &log, "parent");
     // drainit holds a placeholder there (`/`, O_PATH); the app gets them closed.
     for fd in [1, 2] {
         assert_eq!(target(drainit, fd), "/", "drainit's {fd}");
