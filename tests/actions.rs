@@ -9,16 +9,6 @@
 mod common;
 use common::*;
 
-/// Runs drainit as a plain parent and returns its one refusal line; fails
-/// unless it exited 125 at once with exactly one line on stderr.
-fn refusal(d: Drainit, what: &str) -> String {
-    let out = d.run(secs(10.0));
-    assert_eq!(out.code, Some(125), "{what}: {}", out.stderr);
-    assert_eq!(out.stderr.lines().count(), 1, "{what}: {:?}", out.stderr);
-    assert!(out.stdout.is_empty(), "{what}: nothing on stdout");
-    out.stderr.trim_end_matches('\n').to_string()
-}
-
 #[test]
 fn bad_actions_are_refused_at_start_naming_the_option_and_the_variable() {
     let cases: &[(&str, &str, &[&str], &str)] = &[

@@ -10,16 +10,6 @@ use common::*;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-/// Runs drainit as a plain parent and returns its one refusal line; fails
-/// unless it exited 125 with exactly one line on stderr and nothing on stdout.
-fn refusal(d: Drainit, what: &str) -> String {
-    let out = d.run(secs(10.0));
-    assert_eq!(out.code, Some(125), "{what}: {}", out.stderr);
-    assert_eq!(out.stderr.lines().count(), 1, "{what}: {:?}", out.stderr);
-    assert!(out.stdout.is_empty(), "{what}: nothing on stdout");
-    out.stderr.trim_end_matches('\n').to_string()
-}
-
 /// The refusal for `option value` given as a flag, then as its variable: the
 /// line is `drainit: error: {want}`, plus ` (from VAR)` for the variable.
 fn refused_both_ways(option: &str, value: &str, rest: &[&str], want: &str) {

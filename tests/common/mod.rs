@@ -672,6 +672,16 @@ pub fn running(pid: i32) -> bool {
     matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
 }
 
+/// Runs drainit as a plain parent and returns its one refusal line; fails
+/// unless it exited 125 with exactly one line on stderr and nothing on stdout.
+pub fn refusal(d: Drainit, what: &str) -> String {
+    let out = d.run(secs(10.0));
+    assert_eq!(out.code, Some(125), "{what}: {}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{what}: {:?}", out.stderr);
+    assert!(out.stdout.is_empty(), "{what}: nothing on stdout");
+    out.stderr.trim_end_matches('\n').to_string()
+}
+
 pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
